@@ -1,0 +1,191 @@
+"""The settings of one fine-tuning run, checked the moment they are made.
+
+    from lmtune_widgets import FineTuneConfig
+    cfg = FineTuneConfig(learning_rate=3e-4, num_train_epochs=2)
+    cfg = FineTuneConfig.from_preset("overfit")
+    cfg = cfg.replace(dropout=0.3)          # a changed copy; the original stays as it was
+
+Names follow `transformers.TrainingArguments`, so what a learner learns here carries over to `Trainer`.
+Every field is validated when the config is built: a bad value raises a `ValueError` that names the field,
+the value and the allowed range. Bounds that depend on the model (how many layers can be frozen) are
+checked at the start of `fine_tune`, once the model is known.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+SCHEDULES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+TASKS = ("sentiment", "topic")
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one setting is checked and shown: its range, and one line on what it does."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    help: str = ""
+
+
+# One line each on what the setting does; the panel shows these as tooltips.
+FIELDS: dict[str, Field] = {
+    "learning_rate": Field(1e-8, 1.0, help="Step size of AdamW. Too low: the loss crawls. Too high: it jumps up or becomes NaN."),
+    "per_device_train_batch_size": Field(1, 1024, help="Examples per optimizer step. Small: noisy curves, many steps. Large: smooth curves, fewer steps per epoch."),
+    "num_train_epochs": Field(0.05, 100, help="Passes over the training set. Too few: underfitting. Too many: validation loss turns back up (overfitting)."),
+    "dropout": Field(0.0, 0.9, help="Chance of zeroing each hidden activation while training. Fights overfitting; too much slows learning."),
+    "weight_decay": Field(0.0, 1.0, help="AdamW's pull of the weights towards zero (not biases or LayerNorm). Fights overfitting; too much underfits."),
+    "lr_scheduler_type": Field(choices=SCHEDULES, help="How the learning rate changes over the run, after warmup."),
+    "warmup_ratio": Field(0.0, 0.5, help="Fraction of the steps spent raising the learning rate from 0. Steadies the first steps."),
+    "freeze_layers": Field(0, 1000, help="Embeddings + the bottom N layers are frozen. More: faster and fewer trainable weights, but less to adapt."),
+    "seed": Field(0, 2**31 - 1, help="Seeds the new head's weights, dropout, shuffling and label noise. Same seed, same curves."),
+    "max_train_samples": Field(8, 1_000_000, help="How many training examples to use. Fewer: faster, but easier to memorise (overfit)."),
+    "max_eval_samples": Field(8, 1_000_000, help="How many validation examples each evaluation uses."),
+    "label_noise": Field(0.0, 0.5, help="Fraction of training labels flipped at random (outliers). Validation labels stay clean."),
+    "model_name": Field(help="'minilm' (bundled, offline) or any Hugging Face model id (online)."),
+    "task": Field(choices=TASKS, help="What to predict from the bundled customer messages: sentiment (2 classes) or topic (5)."),
+    "from_scratch": Field(choices=(False, True), help="Start from random weights instead of the pretrained ones."),
+    "dataset": Field(help="A Hugging Face data set name to use instead of the bundled data (online), e.g. 'rotten_tomatoes'."),
+    "max_length": Field(8, 512, help="Longest input in tokens; longer messages are cut."),
+    "max_grad_norm": Field(0.0, 1e6, help="Gradients are clipped to this norm (0 = no clipping), as in Trainer."),
+    "evals_per_epoch": Field(1, 50, help="How many evaluation points per epoch, so short runs still draw curves."),
+    "early_stopping_patience": Field(0, 1000, help="Stop after this many evaluations without a better validation loss, and keep the best weights (0 = off)."),
+    "device": Field(choices=("auto", "cpu", "cuda", "mps"), help="Where to train: 'auto' takes a GPU when there is one."),
+}
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Every knob of one fine-tuning run. The defaults are the "good" preset."""
+
+    learning_rate: float = 5e-4  # peak step size of AdamW
+    per_device_train_batch_size: int = 16  # examples per optimizer step
+    num_train_epochs: float = 2  # passes over the training subset
+    dropout: float = 0.1  # hidden, attention and classifier dropout
+    weight_decay: float = 0.01  # decoupled (AdamW); biases and LayerNorm weights excluded
+    lr_scheduler_type: str = "linear"  # a transformers.get_scheduler name
+    warmup_ratio: float = 0.1  # warmup steps = ceil(ratio x total optimizer steps)
+    freeze_layers: int = 4  # embeddings + this many bottom layers stay fixed
+    seed: int = 42  # one seed for head init, dropout, shuffling, label noise
+    max_train_samples: int = 1000  # training subset: the first N of the train split (it has 938)
+    max_eval_samples: int = 256  # validation subset used at each evaluation point
+    label_noise: float = 0.0  # fraction of training labels flipped
+    model_name: str = "minilm"  # bundled offline MiniLM, or a Hugging Face id
+    task: str = "sentiment"  # "sentiment" or "topic" on the bundled data
+    from_scratch: bool = False  # random weights, same architecture
+    dataset: str | None = None  # a Hugging Face data set instead of the bundled one
+    max_length: int = 64  # tokens per message at most
+    max_grad_norm: float = 1.0  # gradient clipping, as Trainer does
+    evals_per_epoch: int = 3  # evaluation points per epoch
+    early_stopping_patience: int = 0  # 0 = off
+    device: str = "auto"  # "auto", "cpu", "cuda" or "mps"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check(f.name, getattr(self, f.name), f.type)
+
+    # ------------------------------------------------------------------ building and copying
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "FineTuneConfig":
+        """The settings of a named lesson ("good", "underfit", "overfit", "diverge"), with overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"preset={name!r} is not a preset; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> "FineTuneConfig":
+        """A copy with some fields changed (validated like a new config)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FineTuneConfig":
+        unknown = set(values) - set(field_names())
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {field_names()}")
+        return cls(**values)
+
+    def changes(self, base: "FineTuneConfig | None" = None) -> dict[str, Any]:
+        """The fields that differ from `base` (the defaults when not given)."""
+        base = base or FineTuneConfig()
+        return {k: v for k, v in self.to_dict().items() if v != getattr(base, k)}
+
+    def to_share_string(self) -> str:
+        """A short text another learner can paste into `from_share_string` to get the same settings."""
+        return json.dumps(self.changes(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_share_string(cls, text: str) -> "FineTuneConfig":
+        try:
+            values = json.loads(text.strip() or "{}")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"share string is not valid: {error.msg} (expected text like "
+                             '{"learning_rate":0.001})') from None
+        if not isinstance(values, dict):
+            raise ValueError('share string is not valid: expected text like {"learning_rate":0.001}')
+        return cls.from_dict(values)
+
+
+# The four lessons the curves must show; "good" is the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "good": {},
+    "underfit": {"learning_rate": 1e-6, "num_train_epochs": 1, "warmup_ratio": 0.0},
+    "overfit": {
+        "learning_rate": 3e-4, "num_train_epochs": 12, "max_train_samples": 64, "label_noise": 0.25,
+        "dropout": 0.0, "weight_decay": 0.0, "freeze_layers": 3, "lr_scheduler_type": "constant",
+        "warmup_ratio": 0.0, "evals_per_epoch": 1,
+    },
+    "diverge": {"learning_rate": 0.05, "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "max_grad_norm": 0.0},
+}
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(FineTuneConfig)]
+
+
+def describe(name: str) -> str:
+    """One line on what a setting does and what too high / too low looks like."""
+    return FIELDS[name].help
+
+
+def _check(name: str, value: Any, type_name: str) -> None:
+    spec = FIELDS[name]
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} is not valid: expected True or False")
+        return
+    if type_name in ("str", "str | None"):
+        if value is None and type_name == "str | None":
+            return
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}={value!r} is not valid: expected a non-empty text")
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"{name}={value!r} is not valid: choose one of {', '.join(spec.choices)}")
+        return
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "int" and not (is_number and float(value).is_integer()):
+        raise ValueError(f"{name}={value!r} is not valid: expected a whole number from {_fmt(spec.low)} to {_fmt(spec.high)}")
+    if not is_number or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} is not valid: expected a number from {_fmt(spec.low)} to {_fmt(spec.high)}")
+    if not spec.low <= value <= spec.high:
+        raise ValueError(f"{name}={value!r} is out of range: allowed from {_fmt(spec.low)} to {_fmt(spec.high)}")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"

@@ -1,0 +1,135 @@
+"""The data a run trains and evaluates on.
+
+    from lmtune_widgets.data import load_splits, tokenize
+    splits = load_splits("sentiment")          # the bundled customer messages, offline
+    splits.train["text"][:3], splits.label_names  # -> [...], ["negative", "positive"]
+    splits = load_splits(dataset="rotten_tomatoes")   # a Hugging Face data set, online
+
+The bundled file `data/customer_feedback.csv` has a fixed `split` column (train/validation/test), so every
+learner and every test sees the same examples. A run uses the first `max_train_samples` rows of the train
+split (the file is shuffled once, when it was made, with balanced labels) and flips `label_noise` of their
+labels with its own seed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .hub import HubUnavailableError, ensure_hub_reachable
+
+DATA_FILE = "customer_feedback.csv"
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "sentiment")
+
+
+@dataclass
+class Splits:
+    """Train, validation and test `datasets.Dataset`s with a `text` and an integer `label` column."""
+
+    train: "datasets.Dataset"  # noqa: F821
+    validation: "datasets.Dataset"  # noqa: F821
+    test: "datasets.Dataset | None"  # noqa: F821
+    label_names: list[str]
+    source: str
+
+
+def bundled_data_path() -> Path:
+    """Where the bundled CSV is: `data/` in a checkout, or inside the installed package."""
+    checkout = Path(__file__).resolve().parent.parent / "data" / DATA_FILE
+    if checkout.exists():
+        return checkout
+    return Path(str(resources.files("lmtune_widgets") / "bundled" / DATA_FILE))
+
+
+@lru_cache(maxsize=4)
+def load_splits(task: str = "sentiment", dataset: str | None = None) -> Splits:
+    """The three splits of the bundled data for `task`, or of a Hugging Face data set."""
+    if dataset:
+        return _load_hub_splits(dataset)
+    import datasets
+
+    datasets.disable_progress_bars()
+    table = datasets.load_dataset("csv", data_files=str(bundled_data_path()), split="train")
+    label_names = sorted(set(table[task]))
+    to_id = {name: i for i, name in enumerate(label_names)}
+    table = table.map(lambda row: {"label": to_id[row[task]]})
+    parts = {name: table.filter(lambda row, name=name: row["split"] == name) for name in ("train", "validation", "test")}
+    keep = ["text", "label"]
+    parts = {k: v.select_columns(keep) for k, v in parts.items()}
+    return Splits(parts["train"], parts["validation"], parts["test"], label_names, f"bundled:{task}")
+
+
+def _load_hub_splits(name: str) -> Splits:
+    import datasets
+
+    try:
+        ensure_hub_reachable(what=f"dataset={name!r}")
+        raw = datasets.load_dataset(name)
+    except HubUnavailableError:
+        raise
+    except Exception as error:  # offline mode, unknown name, no network
+        raise HubUnavailableError(
+            f"dataset={name!r} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+            "Leave dataset unset to use the bundled customer messages (task='sentiment' or 'topic'), which work offline."
+        ) from None
+    train = raw["train"]
+    text_column = next((c for c in TEXT_COLUMNS if c in train.column_names), None)
+    label_column = next((c for c in LABEL_COLUMNS if c in train.column_names), None)
+    if text_column is None or label_column is None:
+        raise ValueError(f"dataset={name!r} needs a text column (one of {TEXT_COLUMNS}) and a label column "
+                         f"(one of {LABEL_COLUMNS}); it has {train.column_names}")
+    feature = train.features[label_column]
+    label_names = list(getattr(feature, "names", None) or [str(v) for v in sorted(set(train[label_column]))])
+
+    def tidy(split):
+        split = split.rename_columns({text_column: "text"} if text_column != "text" else {})
+        if label_column != "label":
+            split = split.rename_column(label_column, "label")
+        return split.select_columns(["text", "label"])
+
+    if "validation" in raw:
+        validation = raw["validation"]
+    else:  # carve a fixed validation split out of train
+        parts = train.train_test_split(test_size=0.1, seed=0)
+        train, validation = parts["train"], parts["test"]
+    test = raw["test"] if "test" in raw else None
+    return Splits(tidy(train), tidy(validation), tidy(test) if test is not None else None, label_names, f"hub:{name}")
+
+
+def flip_labels(labels: list[int], fraction: float, num_labels: int, seed: int) -> tuple[list[int], np.ndarray]:
+    """Flip `fraction` of the labels to another class at random. Returns the new labels and which were flipped."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    flipped = np.zeros(len(labels), dtype=bool)
+    count = int(round(fraction * len(labels)))
+    if count == 0 or num_labels < 2:
+        return labels.tolist(), flipped
+    rng = np.random.default_rng(seed + 1_000_003)
+    chosen = rng.choice(len(labels), size=count, replace=False)
+    shifts = rng.integers(1, num_labels, size=count)  # never the original class
+    labels[chosen] = (labels[chosen] + shifts) % num_labels
+    flipped[chosen] = True
+    return labels.tolist(), flipped
+
+
+def tokenize(split, tokenizer, max_length: int, limit: int | None) -> dict[str, list]:
+    """Token ids (unpadded) and labels of the first `limit` rows; padding happens per batch."""
+    if limit is not None and limit < len(split):
+        split = split.select(range(limit))
+    encoded = split.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        load_from_cache_file=True,
+        desc=None,
+    )
+    return {"input_ids": encoded["input_ids"], "label": list(encoded["label"]), "text": list(split["text"])}
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ) not in ("0", "", "false", "False")

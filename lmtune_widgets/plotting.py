@@ -1,0 +1,131 @@
+"""Pictures of runs: the curves of one run, several runs overlaid, a planned learning-rate schedule.
+
+    from lmtune_widgets.plotting import plot_run, plot_runs, plot_schedules, to_png
+    fig = plot_run(run)                  # loss, accuracy and learning rate; best epoch marked
+    fig = plot_runs([run_a, run_b])      # the same panels, one colour per run
+    png = to_png(fig)                    # bytes, for an ipywidgets.Image or a file
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot, so drawing from a background
+thread is safe and nothing piles up in pyplot's list of open figures.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+VERDICT_COLOURS = {"good fit": "#2ca02c", "overfitting": "#ff7f0e", "underfitting": "#1f77b4", "diverged": "#d62728"}
+
+
+def _finite(values):
+    return [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in values]
+
+
+def _axes(width: float = 11.0, height: float = 3.4):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
+    loss_ax.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    lr_ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
+    for ax in (loss_ax, acc_ax, lr_ax):
+        ax.grid(alpha=0.3)
+    return fig, loss_ax, acc_ax, lr_ax
+
+
+def _draw(run, loss_ax, acc_ax, lr_ax, colour: str, label: str | None, show_train: bool = True) -> None:
+    epochs = [h["epoch"] for h in run.history]
+    tag = f"{label}: " if label else ""
+    if show_train:
+        loss_ax.plot(epochs, _finite(run.column("train_loss")), "--", color=colour, alpha=0.75, label=f"{tag}train")
+    loss_ax.plot(epochs, _finite(run.column("eval_loss")), "-o", color=colour, markersize=3, label=f"{tag}validation")
+    acc_ax.plot(epochs, _finite(run.column("eval_accuracy")), "-o", color=colour, markersize=3, label=label)
+    steps_per_epoch = run.meta.get("steps_per_epoch") or 1
+    lr_ax.plot([(i + 1) / steps_per_epoch for i in range(len(run.learning_rates))], run.learning_rates, color=colour,
+               label=label)
+
+
+def plot_run(run, title: str | None = None) -> Figure:
+    """Train and validation loss, validation accuracy and the learning rate of one run, best epoch marked."""
+    from .runs import diagnose
+
+    fig, loss_ax, acc_ax, lr_ax = _axes()
+    if run.history:
+        _draw(run, loss_ax, acc_ax, lr_ax, COLOURS[0], None)
+        acc_ax.axhline(run.meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":", label="chance")
+        diagnosis = diagnose(run) if run.status != "running" else None
+        best = run.best
+        if best is not None:
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(best["epoch"], color="#2ca02c", lw=1.2, ls=":")
+            loss_ax.plot([best["epoch"]], [best["eval_loss"]], "*", color="#2ca02c", markersize=13,
+                         label=f"best (epoch {best['epoch']:.2f})")
+        if diagnosis is not None:
+            fig.suptitle(title or f"{diagnosis.verdict.upper()}: best accuracy {diagnosis.best_accuracy:.1%}",
+                         color=VERDICT_COLOURS[diagnosis.verdict], fontweight="bold")
+        elif title:
+            fig.suptitle(title)
+        loss_ax.legend(fontsize=8)
+    else:
+        fig.suptitle(title or "waiting for the first evaluation ...")
+    _limit_loss_axis(loss_ax, [run])
+    _limit_lr_axis(lr_ax, [run])
+    acc_ax.set_ylim(0, 1.02)
+    return fig
+
+
+def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | None = None,
+              show_train: bool = True) -> Figure:
+    """Several runs overlaid (one colour each): validation loss solid, training loss dashed."""
+    fig, loss_ax, acc_ax, lr_ax = _axes()
+    labels = list(labels) if labels is not None else [f"run {i + 1}" for i in range(len(runs))]
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        _draw(run, loss_ax, acc_ax, lr_ax, COLOURS[i % len(COLOURS)], label, show_train)
+    if runs:
+        acc_ax.axhline(runs[0].meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":")
+        acc_ax.legend(fontsize=8)
+        loss_ax.legend(fontsize=7, ncol=1 if len(runs) <= 3 else 2)
+    _limit_loss_axis(loss_ax, runs)
+    _limit_lr_axis(lr_ax, runs)
+    acc_ax.set_ylim(0, 1.02)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned learning rate",
+                   width: float = 5.5, height: float = 3.0) -> Figure:
+    """Learning rate against optimizer step for one or more named schedules."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, rates) in enumerate(schedules.items()):
+        ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name)
+    ax.set(title=title, xlabel="optimizer step", ylabel="learning rate")
+    ax.grid(alpha=0.3)
+    if len(schedules) > 1:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _limit_loss_axis(ax, runs) -> None:
+    """Keep a diverged run's huge losses from flattening every other curve."""
+    values = [v for run in runs for key in ("train_loss", "eval_loss") for v in _finite(run.column(key))
+              if not math.isnan(v)]
+    if values:
+        ax.set_ylim(0, min(max(values) * 1.1, 3.0) + 0.05)
+
+
+def _limit_lr_axis(ax, runs) -> None:
+    values = [v for run in runs for v in run.learning_rates if math.isfinite(v)]
+    if values and max(values) > 0:
+        ax.set_ylim(0, max(values) * 1.08)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+
+
+def to_png(fig: Figure, dpi: int = 90) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -1,0 +1,202 @@
+"""What a run leaves behind, and what its curves say.
+
+    run = fine_tune(cfg)
+    run.status, run.history[-1]["eval_accuracy"], run.best["epoch"]
+    run.predict(["Parcel arrived early, thanks!"])      # -> ["positive"]
+    run.save("run.json"); Run.load("run.json")           # plain JSON, never pickle
+    d = diagnose(run); d.verdict, d.advice              # "overfitting", "Stop earlier: ..."
+
+`diagnose` reads the curves the way an instructor would, with the thresholds written out below.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import FineTuneConfig
+
+FORMAT = "lmtune-widgets/run"
+FORMAT_VERSION = 1
+STATUSES = ("running", "finished", "diverged", "stopped")
+
+
+@dataclass(eq=False)
+class Run:
+    """One fine-tuning run: its config, its curves (`history`), and while in memory its trained model."""
+
+    config: FineTuneConfig
+    label_names: list[str]
+    status: str = "running"  # "finished" | "diverged" | "stopped" once it ends
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per evaluation point
+    learning_rates: list[float] = field(default_factory=list)  # the rate used at every optimizer step
+    meta: dict[str, Any] = field(default_factory=dict)  # sizes, timings, device
+    model: Any = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ reading the curves
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The evaluation point with the lowest validation loss."""
+        finite = [h for h in self.history if _finite(h["eval_loss"])]
+        return min(finite, key=lambda h: h["eval_loss"]) if finite else None
+
+    @property
+    def best_accuracy(self) -> float:
+        values = [h["eval_accuracy"] for h in self.history if _finite(h["eval_accuracy"])]
+        return max(values) if values else math.nan
+
+    def column(self, key: str) -> list[float]:
+        return [h[key] for h in self.history]
+
+    # ------------------------------------------------------------------ using the model
+    def predict(self, texts: list[str] | str) -> list[str]:
+        """The predicted label name of each text."""
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("this run has no trained model in memory (it was loaded from a file, released, or run "
+                               "with keep_model=False); run fine_tune again to predict")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return []
+        device = next(self.model.parameters()).device
+        inputs = self.tokenizer(texts, truncation=True, max_length=self.config.max_length, padding=True,
+                                return_tensors="pt").to(device)
+        self.model.eval()
+        with torch.inference_mode():
+            ids = self.model(**inputs).logits.argmax(-1).tolist()
+        return [self.label_names[i] for i in ids]
+
+    def release(self) -> None:
+        """Drop the trained model (the curves stay); frees its memory."""
+        self.model = self.tokenizer = None
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": FORMAT_VERSION, "status": self.status, "config": self.config.to_dict(),
+                "label_names": self.label_names, "history": [_json_safe(h) for h in self.history],
+                "learning_rates": [_json_safe(x) for x in self.learning_rates], "meta": _json_safe(self.meta)}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a run file: it is not valid JSON ({error})") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "data") -> "Run":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{source} is not a run file saved by lmtune-widgets (no '\"format\": \"{FORMAT}\"')")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{source} is a run file of version {data.get('version')!r}; this kit reads version {FORMAT_VERSION}")
+        try:
+            history = [{k: _from_json(v) for k, v in h.items()} for h in data["history"]]
+            run = cls(config=FineTuneConfig.from_dict(data["config"]), label_names=list(data["label_names"]),
+                      status=data["status"], history=history,
+                      learning_rates=[_from_json(x) for x in data["learning_rates"]], meta=dict(data["meta"]))
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise ValueError(f"{source} is a damaged run file: {type(error).__name__}: {error}") from None
+        if run.status not in STATUSES:
+            raise ValueError(f"{source} is a damaged run file: unknown status {run.status!r}")
+        return run
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity are not JSON: they are written as null (and read back as NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+# ------------------------------------------------------------------------------------------------ diagnose
+UNDERFIT_TRAIN_RATIO = 0.7  # train loss ends above 70% of where it started: the model barely learnt
+OVERFIT_RISE = 0.10  # validation loss ends 10% above its minimum ...
+OVERFIT_GAP = 0.0  # ... and is above the training loss
+CHANCE_MARGIN = 0.03  # accuracy within 3 points of always guessing the commonest class
+
+
+@dataclass
+class Diagnosis:
+    """What the curves say: a verdict, where the run was best, and what to try next, in plain words."""
+
+    verdict: str  # "diverged" | "underfitting" | "overfitting" | "good fit"
+    best_epoch: float | None
+    best_step: int | None
+    best_accuracy: float
+    reason: str
+    advice: str
+
+    def __str__(self) -> str:
+        best = f"best at epoch {self.best_epoch:.2f}, accuracy {self.best_accuracy:.1%}" if self.best_epoch is not None else "no finite evaluation"
+        return f"{self.verdict.upper()} ({best}). {self.reason} {self.advice}"
+
+
+def diagnose(run: Run) -> Diagnosis:
+    """Read a run's curves: diverged, underfitting, overfitting or a good fit, with advice."""
+    history = run.history
+    best = run.best
+    best_epoch = best["epoch"] if best else None
+    best_step = best["step"] if best else None
+    accuracy = run.best_accuracy
+    chance = run.meta.get("chance_accuracy", 1.0 / max(2, len(run.label_names)))
+
+    def verdict(name: str, reason: str, advice: str) -> Diagnosis:
+        return Diagnosis(name, best_epoch, best_step, accuracy, reason, advice)
+
+    train = [h["train_loss"] for h in history if _finite(h["train_loss"])]
+    start = run.meta.get("first_train_loss") or (train[0] if train else math.nan)
+    last = history[-1] if history else None
+    nonfinite = any(not _finite(h["train_loss"]) or not _finite(h["eval_loss"]) for h in history if h["step"] > 0)
+    final_accuracy = last["eval_accuracy"] if last else math.nan
+    at_chance = _finite(final_accuracy) and final_accuracy <= chance + CHANCE_MARGIN
+    if run.status == "diverged" or nonfinite or (at_chance and train and max(train) > 1.5 * start):
+        return verdict("diverged",
+                       "The loss blew up instead of going down, so the model ended no better than guessing.",
+                       f"Lower the learning rate (try {run.config.learning_rate / 10:.0e}) or add warmup.")
+    if not history or not train:
+        return verdict("underfitting", "The run ended before it learnt anything measurable.",
+                       "Train for longer (more epochs) and make sure the run is not stopped early.")
+    eval_losses = [h["eval_loss"] for h in history]
+    lowest = min(eval_losses)
+    lowest_at = eval_losses.index(lowest)
+    final_eval = eval_losses[-1]
+    if train[-1] >= UNDERFIT_TRAIN_RATIO * start:
+        return verdict("underfitting",
+                       f"The training loss only went from {start:.2f} to {train[-1]:.2f}: the model has barely "
+                       "started to learn, and validation is just as poor.",
+                       "Raise the learning rate, train for more epochs, or unfreeze more layers.")
+    if (lowest_at < len(history) - 1 and final_eval >= (1 + OVERFIT_RISE) * lowest
+            and final_eval > train[-1] + OVERFIT_GAP):
+        return verdict("overfitting",
+                       f"Validation loss was lowest at epoch {history[lowest_at]['epoch']:.2f} ({lowest:.2f}) and "
+                       f"then rose to {final_eval:.2f} while the training loss kept falling: the model memorises "
+                       "the training examples.",
+                       f"Stop at about epoch {history[lowest_at]['epoch']:.1f} (early stopping), or add dropout, "
+                       "weight decay or more training data.")
+    return verdict("good fit",
+                   f"Training and validation loss both fell and validation stayed near its best "
+                   f"(accuracy {accuracy:.1%}).",
+                   "Keep these settings; try a slightly higher learning rate or one more epoch to see if it improves.")

@@ -1,0 +1,44 @@
+"""The command line: a run with a summary line, files written, and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lmtune_widgets.cli import main
+
+
+def cli(*args, timeout=240):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "lmtune_widgets", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_cli_run_prints_a_summary_and_writes_files(tmp_path):
+    out, plot = tmp_path / "run.json", tmp_path / "curves.png"
+    result = cli("run", "--max_train_samples", "48", "--max_eval_samples", "32", "--num_train_epochs", "1",
+                 "--freeze_layers", "5", "--out", str(out), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.split(" | ")[0] in {"good fit", "underfitting", "overfitting", "diverged"}
+    assert "best epoch" in summary and "best accuracy" in summary and summary.endswith(" s")
+    assert "step" in result.stderr  # the progress bar
+    assert json.loads(out.read_text())["config"]["max_train_samples"] == 48
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning_rate", "7"], "error: learning_rate=7.0 is out of range: allowed from 1e-08 to 1"),
+    (["--learning_rate", "fast"], "expected a number, got 'fast'"),
+    (["--preset", "perfect"], "invalid choice: 'perfect'"),
+    (["--freeze_layers", "9", "--max_train_samples", "16"], "error: freeze_layers=9 is out of range: allowed from 0 to 6"),
+    (["--model_name", "no-such/model"], "error: model_name='no-such/model'"),
+])
+def test_cli_bad_input_is_one_line_without_traceback(args, message, capsys):
+    code = main(["run", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error") or "error:" in line]) == 1

@@ -1,0 +1,96 @@
+"""The bundled customer messages: size, labels, lengths, balance, no near-duplicates, a data card."""
+import collections
+import csv
+import re
+
+import numpy as np
+import pytest
+
+from lmtune_widgets.data import bundled_data_path, flip_labels, load_splits
+
+TOPICS = {"delivery", "billing", "product_quality", "customer_support", "app_website"}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    with open(bundled_data_path(), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_size_columns_and_labels(rows):
+    assert len(rows) >= 1500
+    assert {"text", "sentiment", "topic", "split"} <= set(rows[0])
+    assert {r["sentiment"] for r in rows} == {"negative", "positive"}
+    assert {r["topic"] for r in rows} == TOPICS
+    assert {r["split"] for r in rows} == {"train", "validation", "test"}
+
+
+def test_message_lengths_are_5_to_60_words(rows):
+    counts = [len(r["text"].split()) for r in rows]
+    assert min(counts) >= 5 and max(counts) <= 60
+    assert 10 <= np.median(counts) <= 30
+
+
+def test_labels_are_balanced_in_every_split(rows):
+    for split in ("train", "validation", "test"):
+        part = [r for r in rows if r["split"] == split]
+        sentiment = collections.Counter(r["sentiment"] for r in part)
+        topic = collections.Counter(r["topic"] for r in part)
+        assert min(sentiment.values()) / max(sentiment.values()) >= 0.85, (split, sentiment)
+        assert min(topic.values()) / max(topic.values()) >= 0.85, (split, topic)
+    assert collections.Counter(r["split"] for r in rows)["train"] >= 0.55 * len(rows)
+
+
+def test_any_prefix_of_train_is_balanced(rows):
+    """A run takes the first max_train_samples rows, so small subsets must be balanced too."""
+    train = [r for r in rows if r["split"] == "train"]
+    for n in (32, 64, 128):
+        positive = sum(r["sentiment"] == "positive" for r in train[:n])
+        assert abs(positive - n / 2) <= max(3, 0.1 * n), n
+
+
+def test_no_duplicates_or_near_duplicates(rows):
+    words = [frozenset(re.findall(r"[a-z0-9']+", r["text"].lower())) for r in rows]
+    assert len({r["text"].strip().lower() for r in rows}) == len(rows)
+    vocabulary = {w: i for i, w in enumerate(sorted(set().union(*words)))}
+    matrix = np.zeros((len(rows), len(vocabulary)), dtype=np.float32)
+    for i, ws in enumerate(words):
+        matrix[i, [vocabulary[w] for w in ws]] = 1
+    shared = matrix @ matrix.T
+    sizes = matrix.sum(1)
+    jaccard = shared / (sizes[:, None] + sizes[None, :] - shared)
+    np.fill_diagonal(jaccard, 0)
+    i, j = np.unravel_index(jaccard.argmax(), jaccard.shape)
+    assert jaccard[i, j] < 0.6, (rows[i]["text"], rows[j]["text"])
+
+
+def test_hard_cases_are_present_and_labelled(rows):
+    kinds = collections.Counter(r["phenomenon"] for r in rows)
+    assert set(kinds) == {"plain", "negation", "mixed", "sarcasm", "typo"}
+    assert all(kinds[k] >= 0.02 * len(rows) for k in kinds)
+
+
+def test_data_card_describes_the_file(rows):
+    card = (bundled_data_path().parent / "README.md").read_text()
+    for words in ("How it was made", "Label balance", "hard cases", str(len(rows))):
+        assert words in card, words
+
+
+def test_splits_load_with_datasets():
+    import datasets
+
+    splits = load_splits("sentiment")
+    assert isinstance(splits.train, datasets.Dataset)
+    assert splits.label_names == ["negative", "positive"]
+    assert set(splits.train["label"]) == {0, 1}
+    topic = load_splits("topic")
+    assert len(topic.label_names) == 5 and len(topic.validation) == len(splits.validation)
+
+
+def test_label_noise_is_seeded_and_exact():
+    labels = [0, 1] * 50
+    noisy, flipped = flip_labels(labels, 0.2, 2, seed=3)
+    assert flipped.sum() == 20 and sum(a != b for a, b in zip(labels, noisy)) == 20
+    assert flip_labels(labels, 0.2, 2, seed=3)[0] == noisy and flip_labels(labels, 0.2, 2, seed=4)[0] != noisy
+    five, _ = flip_labels(list(range(5)) * 20, 0.5, 5, seed=0)
+    assert sum(a != b for a, b in zip(list(range(5)) * 20, five)) == 50

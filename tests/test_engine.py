@@ -1,0 +1,281 @@
+"""The fine-tuning engine on the bundled model and data: lessons, determinism, faults, files."""
+import json
+import math
+import threading
+import time
+
+import pytest
+
+from lmtune_widgets import Callback, FineTuneConfig, Run, StopTraining, diagnose, fine_tune
+from lmtune_widgets.hub import HubUnavailableError
+
+HISTORY_KEYS = {"step", "epoch", "train_loss", "eval_loss", "eval_accuracy", "learning_rate", "elapsed_s"}
+
+
+# ------------------------------------------------------------------------------------------ the four lessons
+def test_good_preset_is_a_good_fit(preset_run):
+    run = preset_run("good")
+    d = diagnose(run)
+    assert run.status == "finished"
+    assert run.best_accuracy >= 0.88, run.history
+    assert d.verdict == "good fit", d
+    assert len(run.history) >= 3 * run.config.num_train_epochs  # several points per epoch
+    assert HISTORY_KEYS <= set(run.history[0])
+    assert [h["step"] for h in run.history] == sorted({h["step"] for h in run.history})
+
+
+def test_overfit_preset_shows_validation_loss_turning_up(preset_run):
+    run = preset_run("overfit")
+    eval_loss = run.column("eval_loss")
+    train_loss = run.column("train_loss")
+    lowest = min(range(len(eval_loss)), key=eval_loss.__getitem__)
+    assert run.history[-1]["epoch"] - run.history[lowest]["epoch"] >= 2, eval_loss
+    assert eval_loss[-1] >= 1.10 * eval_loss[lowest], eval_loss
+    assert train_loss[-1] < 0.5 * run.meta["first_train_loss"], train_loss
+    assert diagnose(run).verdict == "overfitting"
+    assert diagnose(run).best_epoch == pytest.approx(run.history[lowest]["epoch"])
+
+
+def test_underfit_preset_barely_learns(preset_run):
+    run = preset_run("underfit")
+    assert min(run.column("train_loss")) >= 0.85 * run.meta["first_train_loss"]
+    assert run.best_accuracy <= 0.75
+    assert diagnose(run).verdict == "underfitting"
+
+
+def test_diverge_preset_diverges_and_keeps_history(preset_run):
+    run = preset_run("diverge")
+    at_chance = run.history[-1]["eval_accuracy"] <= run.meta["chance_accuracy"] + 0.03
+    assert run.status == "diverged" or at_chance
+    assert diagnose(run).verdict == "diverged"
+    assert run.history and run.learning_rates
+    assert "Lower the learning rate" in diagnose(run).advice
+
+
+# ------------------------------------------------------------------------------------------ mechanics
+def test_same_seed_same_history_different_seed_different(short_config):
+    a, b = fine_tune(short_config), fine_tune(short_config)
+    c = fine_tune(short_config.replace(seed=7))
+    strip = lambda run: [{k: v for k, v in h.items() if k != "elapsed_s"} for h in run.history]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert a.learning_rates == b.learning_rates
+    assert strip(a) != strip(c)
+
+
+def test_learning_rates_follow_the_schedule(short_config):
+    from lmtune_widgets import planned_learning_rates
+
+    config = short_config.replace(lr_scheduler_type="cosine", warmup_ratio=0.25)
+    run = fine_tune(config)
+    assert run.learning_rates == pytest.approx(planned_learning_rates(config, run.meta["num_train"]))
+    assert len(run.learning_rates) == run.meta["total_steps"] == 4
+    assert run.meta["warmup_steps"] == 1
+
+
+def test_callbacks_see_every_point_as_it_happens(short_config):
+    seen, events = [], []
+
+    class Recorder(Callback):
+        def on_train_begin(self, run):
+            events.append("begin")
+
+        def on_step_end(self, run, step, loss):
+            events.append(step)
+
+        def on_evaluate(self, run, point):
+            seen.append((point["step"], len(run.history)))
+
+        def on_train_end(self, run):
+            events.append("end")
+
+    run = fine_tune(short_config, callbacks=[Recorder(), lambda r, p: events.append("fn")])
+    assert seen == [(h["step"], i + 1) for i, h in enumerate(run.history)]
+    assert events[0] == "begin" and events[-1] == "end" and events.count("fn") == len(run.history)
+
+
+def test_stop_event_ends_the_run_within_a_step_and_keeps_history():
+    stop = threading.Event()
+    stopped_at = {}
+
+    def stop_after_first_point(run, point):
+        stop.set()
+        stopped_at["step"] = point["step"]
+
+    config = FineTuneConfig(num_train_epochs=20, max_train_samples=64, max_eval_samples=32, freeze_layers=5,
+                            evals_per_epoch=2)
+    run = fine_tune(config, callbacks=[stop_after_first_point], stop_event=stop)
+    assert run.status == "stopped"
+    assert len(run.history) == 1 and len(run.learning_rates) == stopped_at["step"]
+    assert run.predict(["fast delivery"])  # what was learnt so far is kept
+
+
+def test_stop_from_another_thread_is_quick():
+    stop = threading.Event()
+    config = FineTuneConfig(num_train_epochs=50, max_train_samples=128, max_eval_samples=32, freeze_layers=5)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("run", fine_tune(config, stop_event=stop)))
+    worker.start()
+    time.sleep(6)
+    stop.set()
+    t = time.perf_counter()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.perf_counter() - t < 5
+    assert result["run"].status == "stopped" and result["run"].history
+
+
+def test_callback_can_stop_training(short_config):
+    def stop(run, point):
+        raise StopTraining
+
+    run = fine_tune(short_config, callbacks=[stop])
+    assert run.status == "stopped" and len(run.history) == 1
+
+
+def test_callback_error_propagates_with_the_partial_run(short_config):
+    def broken(run, point):
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError) as error:
+        fine_tune(short_config, callbacks=[broken])
+    assert error.value.run.history and error.value.run.status == "stopped"
+
+
+def test_divergence_is_detected_and_history_kept(short_config):
+    run = fine_tune(short_config.replace(learning_rate=0.5, max_grad_norm=0.0, lr_scheduler_type="constant",
+                                         warmup_ratio=0.0, num_train_epochs=3, freeze_layers=4))
+    assert run.status == "diverged"
+    assert run.history and run.history[-1]["step"] == len(run.learning_rates)
+    assert diagnose(run).verdict == "diverged"
+
+
+def test_early_stopping_restores_the_best_weights(preset_run):
+    config = FineTuneConfig.from_preset("overfit", early_stopping_patience=2)
+    run = fine_tune(config)
+    best = min(run.history, key=lambda h: h["eval_loss"])
+    assert run.meta["stopped_early_at_step"] < run.meta["total_steps"]
+    assert run.meta["restored_best_step"] == best["step"]
+    assert len(run.history) < len(preset_run("overfit").history)
+
+
+def test_label_noise_flips_only_training_labels(short_config):
+    run = fine_tune(short_config.replace(label_noise=0.25))
+    assert run.meta["flipped_labels"] == 16
+    assert run.meta["num_eval"] == 64
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_batch_larger_than_training_set_is_named(short_config):
+    with pytest.raises(ValueError, match=r"per_device_train_batch_size=128 is out of range: allowed from 1 to 64"):
+        fine_tune(short_config.replace(per_device_train_batch_size=128))
+
+
+def test_too_many_frozen_layers_is_named(short_config):
+    with pytest.raises(ValueError, match=r"freeze_layers=7 is out of range: allowed from 0 to 6"):
+        fine_tune(short_config.replace(freeze_layers=7))
+
+
+def test_hub_model_offline_fails_fast_and_points_to_the_default(short_config, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match="model_name='bert-base-uncased'.*model_name='minilm'"):
+        fine_tune(short_config.replace(model_name="bert-base-uncased"))
+    assert time.perf_counter() - t < 10
+
+
+def test_hub_dataset_offline_fails_fast_and_points_to_the_default(short_config, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    t = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match="dataset='rotten_tomatoes'.*bundled"):
+        fine_tune(short_config.replace(dataset="rotten_tomatoes"))
+    assert time.perf_counter() - t < 10
+
+
+def test_unreachable_hub_fails_fast_even_when_not_in_offline_mode(monkeypatch):
+    import socket
+
+    from lmtune_widgets import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise socket.timeout("timed out")
+
+    monkeypatch.setattr(hub.socket, "create_connection", refuse)
+    with pytest.raises(HubUnavailableError, match="cannot be reached"):
+        hub.ensure_hub_reachable("model_name='gpt2'")
+
+
+# ------------------------------------------------------------------------------------------ files and predict
+def test_save_load_round_trip(short_config, tmp_path):
+    run = fine_tune(short_config)
+    path = run.save(tmp_path / "run.json")
+    loaded = Run.load(path)
+    assert loaded.config == run.config and loaded.history == run.history
+    assert loaded.learning_rates == run.learning_rates and loaded.status == run.status
+    assert loaded.label_names == ["negative", "positive"]
+    assert diagnose(loaded).verdict == diagnose(run).verdict
+    assert "pickle" not in path.read_text() and json.loads(path.read_text())["format"] == "lmtune-widgets/run"
+    with pytest.raises(RuntimeError, match="no trained model in memory"):
+        loaded.predict(["hello"])
+
+
+def test_non_finite_values_survive_a_round_trip(short_config, tmp_path):
+    run = fine_tune(short_config)
+    run.history[-1]["eval_loss"] = math.nan
+    loaded = Run.load(run.save(tmp_path / "nan.json"))
+    assert math.isnan(loaded.history[-1]["eval_loss"])
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "is not a run file: it is not valid JSON"),
+    ('{"some": "thing"}', "is not a run file saved by lmtune-widgets"),
+    ('{"format": "lmtune-widgets/run", "version": 99}', "version 99"),
+    ('{"format": "lmtune-widgets/run", "version": 1, "status": "finished"}', "is a damaged run file"),
+])
+def test_corrupted_or_foreign_run_files_are_explained(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        Run.load(path)
+
+
+def test_predict_returns_label_names(preset_run):
+    run = preset_run("good")
+    predictions = run.predict(["The parcel came two days early and perfectly packed, thank you!",
+                               "Charged twice and nobody answers my emails. Furious."])
+    assert predictions == ["positive", "negative"]
+    assert run.predict([]) == [] and run.predict("great app") in (["positive"], ["negative"])
+
+
+def test_topic_task_has_five_labels(short_config):
+    run = fine_tune(short_config.replace(task="topic"))
+    assert run.label_names == ["app_website", "billing", "customer_support", "delivery", "product_quality"]
+    assert set(run.predict(["the app crashes at login"])) <= set(run.label_names)
+
+
+# ------------------------------------------------------------------------------------------ memory
+def test_twenty_runs_do_not_leak_memory():
+    import gc
+    import resource
+
+    import psutil
+
+    process = psutil.Process()
+    config = FineTuneConfig(max_train_samples=32, max_eval_samples=16, num_train_epochs=1, evals_per_epoch=1)
+    runs = []
+    for i in range(3):  # warm up: imports, allocator pools, tokenizer cache
+        fine_tune(config.replace(seed=i))
+    gc.collect()
+    before = process.memory_info().rss
+    for i in range(20):
+        run = fine_tune(config.replace(seed=i, freeze_layers=4 + i % 3))
+        runs.append(run)
+        if len(runs) > 1:
+            runs[-2].release()  # older runs keep their curves, not their weights
+    gc.collect()
+    grown = (process.memory_info().rss - before) / 2**20
+    assert grown <= 150, f"memory grew by {grown:.0f} MB over 20 runs"
+    assert all(r.history for r in runs)
+    del resource

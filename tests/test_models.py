@@ -1,0 +1,112 @@
+"""Freezing, dropout and padding work on any architecture: tested offline on tiny random configs."""
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from lmtune_widgets import FineTuneConfig, fine_tune
+from lmtune_widgets.models import (count_parameters, embedding_modules, freeze_bottom, load_model,
+                                   parameters_by_layer, set_dropout, tiny_config, transformer_layers)
+from lmtune_widgets.training import FrozenPrefix, pad_batch
+
+ARCHITECTURES = ["bert", "distilbert", "gpt2", "llama"]
+
+
+def tiny(architecture):
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(tiny_config(architecture))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_layers_and_embeddings_are_found(architecture):
+    model = tiny(architecture)
+    assert len(transformer_layers(model)) == 3
+    embeddings = embedding_modules(model)
+    assert embeddings, "no embeddings found"
+    assert model.get_input_embeddings() in [m for e in embeddings for m in e.modules()]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_freeze_bottom_freezes_embeddings_and_bottom_layers_only(architecture, n):
+    model = tiny(architecture)
+    freeze_bottom(model, n)
+    layers = transformer_layers(model)
+    for i, layer in enumerate(layers):
+        assert all(p.requires_grad == (i >= n) for p in layer.parameters()), f"layer {i}"
+    for module in embedding_modules(model):
+        assert all(p.requires_grad == (n == 0) for p in module.parameters())
+    head = model.get_output_embeddings() or getattr(model, "classifier", None) or getattr(model, "score", None)
+    assert all(p.requires_grad for p in head.parameters())
+    trainable, total = count_parameters(model)
+    rows = parameters_by_layer(model)
+    assert sum(r[1] for r in rows) == trainable and sum(r[2] for r in rows) == total
+
+
+def test_freeze_more_layers_than_exist_names_the_range():
+    with pytest.raises(ValueError, match=r"freeze_layers=4 is out of range: allowed from 0 to 3"):
+        freeze_bottom(tiny("gpt2"), 4)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_dropout_reaches_every_dropout(architecture):
+    config = tiny_config(architecture)
+    set_dropout(config, 0.37)
+    model = AutoModelForSequenceClassification.from_config(config)
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    values = [v for k, v in config.to_dict().items() if "drop" in k and isinstance(v, float)]
+    assert values and set(values) == {0.37}
+    assert rates <= {0.37}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_frozen_prefix_replay_gives_the_same_logits(architecture):
+    """Replaying cached frozen layers must give what running them gives (eval mode, padded batch)."""
+    model = tiny(architecture).eval()
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = 0
+    freeze_bottom(model, 2)
+    ids = [[5, 17, 93, 4, 8, 11], [7, 3], [9, 9, 14, 2]]
+    batch = pad_batch(ids, 0, torch.device("cpu"))
+    with torch.no_grad():
+        expected = model(**batch).logits
+        prefix = FrozenPrefix(model, 2)
+        states = prefix.compute(ids, 0, torch.device("cpu"))
+        assert [s.shape[0] for s in states] == [6, 2, 4]
+        prefix.install()
+        prefix.use(states)
+        replayed = model(**batch).logits
+        prefix.remove()
+        restored = model(**batch).logits
+    torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(restored, expected)
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama", "distilbert"])
+def test_fine_tune_runs_on_tiny_architectures(architecture, tiny_model_dir):
+    """The whole loop (freezing, cache, padding, pad token) on decoders and a distilled encoder."""
+    config = FineTuneConfig(model_name=tiny_model_dir(architecture), freeze_layers=1, max_train_samples=48,
+                            max_eval_samples=32, num_train_epochs=2, evals_per_epoch=2, learning_rate=1e-3)
+    run = fine_tune(config)
+    assert run.status == "finished"
+    assert run.meta["num_layers"] == 3 and len(run.history) == 4
+    assert run.history[-1]["train_loss"] < run.history[0]["train_loss"] + 0.5
+    assert run.predict(["the parcel was late", "great support"]) != []
+    with pytest.raises(ValueError, match=r"freeze_layers=5 is out of range: allowed from 0 to 3"):
+        fine_tune(config.replace(freeze_layers=5))
+
+
+def test_bundled_minilm_loads_offline_as_a_six_layer_bert():
+    model, tokenizer = load_model("minilm", num_labels=5, dropout=0.2)
+    assert model.config.model_type == "bert" and len(transformer_layers(model)) == 6
+    assert model.config.hidden_dropout_prob == 0.2 and model.config.attention_probs_dropout_prob == 0.2
+    assert tokenizer("hello")["input_ids"][0] == tokenizer.cls_token_id
+    assert count_parameters(model)[1] > 20_000_000
+
+
+def test_from_scratch_has_random_weights():
+    pretrained, _ = load_model("minilm", 2, 0.1)
+    scratch, _ = load_model("minilm", 2, 0.1, from_scratch=True)
+    a = transformer_layers(pretrained)[0].attention.self.query.weight
+    b = transformer_layers(scratch)[0].attention.self.query.weight
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    assert b.std().item() == pytest.approx(scratch.config.initializer_range, rel=0.2)

@@ -1,0 +1,39 @@
+"""Setup files agree, the wheel carries the data, and importing the package does no heavy work."""
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def names(requirements):
+    return {re.split(r"[<>=!~\[ ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = names(project["dependencies"]) | names(project["optional-dependencies"]["test"])
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    pip_section = lines[lines.index("  - pip:") + 1:]
+    listed = names(line.strip()[2:] for line in pip_section if line.strip().startswith("- "))
+    assert listed == wanted
+
+
+def test_wheel_carries_the_bundled_data(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("lmtune_widgets-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        files = archive.namelist()
+        assert "lmtune_widgets/bundled/customer_feedback.csv" in files
+        data = archive.read("lmtune_widgets/bundled/customer_feedback.csv")
+    assert data == (ROOT / "data" / "customer_feedback.csv").read_bytes()
+
+
+def test_import_is_light():
+    code = "import sys, lmtune_widgets; print(sorted(m for m in ('torch', 'transformers', 'ipywidgets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
