@@ -178,3 +178,23 @@ def tiny_config(architecture: str, num_labels: int = 2):
                       intermediate_size=64, pad_token_id=0),
     }
     return AutoConfig.for_model(architecture, **common, **sizes[architecture])
+
+
+@lru_cache(maxsize=4)
+def model_skeleton(name: str, num_labels: int) -> nn.Module:
+    """The model's structure without its weights (on the meta device): for counting, instantly."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = _load(AutoConfig.from_pretrained, resolve_model_path(name), name)
+    config.num_labels = num_labels
+    if config.pad_token_id is None:
+        config.pad_token_id = 0
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def plan_parameters(name: str, num_labels: int, freeze_layers: int) -> list[tuple[str, int, int]]:
+    """`parameters_by_layer` for a model frozen as `freeze_layers` says, without loading weights."""
+    skeleton = model_skeleton(name, num_labels)
+    freeze_bottom(skeleton, min(freeze_layers, len(transformer_layers(skeleton))))
+    return parameters_by_layer(skeleton)

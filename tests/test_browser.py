@@ -1,0 +1,116 @@
+"""The panel in a real browser: JupyterLab in Debian's Chromium, driven by Playwright.
+
+Opens a notebook with the panel, runs it, moves the learning-rate slider with the keyboard, clicks Run,
+waits until the curve picture changes and the verdict appears, and saves screenshots next to the test's
+temporary files (and into $LMTUNE_SCREENSHOTS when set). In CI a missing browser fails the test.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PANEL_CELL = """from lmtune_widgets import TuningPanel
+panel = TuningPanel(max_train_samples=64, max_eval_samples=64, num_train_epochs=1, freeze_layers=5)
+panel"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM} "
+                    "(.ci/run installs it: apt-get install chromium)")
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(PANEL_CELL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "panel.ipynb")
+    settings = tmp_path / "settings"
+    for plugin, values in {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+                           {"fetchNews": "false", "checkForUpdates": False},
+                           "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False}}.items():
+        path = settings / plugin
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port, token = free_port(), "lmtune-test"
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                               f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
+                               "--LabApp.news_url=None"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp_path / "lab.log", "w"))
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-2000:])
+        yield f"http://127.0.0.1:{port}/lab/tree/panel.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_panel_in_jupyterlab(lab, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = [tmp_path / "panel-before.png", tmp_path / "panel-after.png"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1900})
+            page.goto(lab)
+            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
+            page.click("li.lm-MenuBar-item:has-text('Run')")
+            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+            slider = page.locator(".jp-OutputArea .widget-slider").first
+            slider.wait_for(timeout=120_000)
+            readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
+            before_value = readout.inner_text()
+            handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text(before_value, timeout=10_000)
+            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+            old_src = curves.get_attribute("src")
+            page.screenshot(path=str(shots[0]), full_page=True)
+            page.locator("button.jupyter-button:has-text('Run')").first.click()
+            expect(curves).not_to_have_attribute("src", old_src, timeout=120_000)
+            verdict = page.locator(".jp-OutputArea").get_by_text(
+                __import__("re").compile("GOOD FIT|UNDERFITTING|OVERFITTING|DIVERGED"))
+            expect(verdict.first).to_be_visible(timeout=180_000)
+            expect(page.locator(".jp-OutputArea td", has_text="learning rate=").first).to_be_visible()
+            page.screenshot(path=str(shots[1]), full_page=True)
+        finally:
+            browser.close()
+    for shot in shots:
+        assert shot.stat().st_size > 20_000
+        if os.environ.get("LMTUNE_SCREENSHOTS"):
+            Path(os.environ["LMTUNE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(os.environ["LMTUNE_SCREENSHOTS"]) / shot.name)

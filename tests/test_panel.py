@@ -1,0 +1,173 @@
+"""The tuning panel without a browser: controls, Run, Stop, errors, history, comparison, sharing."""
+import gc
+import threading
+import time
+
+import ipywidgets as widgets
+import pytest
+
+from lmtune_widgets import FineTuneConfig, TuningPanel, field_names
+from lmtune_widgets.panel import StaticFigure
+
+# Small real runs: a few seconds each.
+SMALL = dict(max_train_samples=32, max_eval_samples=32, num_train_epochs=1, freeze_layers=5, evals_per_epoch=2)
+KNOBS = ["learning_rate", "per_device_train_batch_size", "num_train_epochs", "dropout", "weight_decay",
+         "lr_scheduler_type", "warmup_ratio", "freeze_layers", "max_train_samples", "label_noise", "seed"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def panel():
+    p = TuningPanel(**SMALL)
+    yield p
+    p.stop()
+    p.wait(30)
+
+
+def test_every_knob_has_a_control_with_a_tooltip(panel):
+    assert set(KNOBS) <= set(panel.controls) <= set(field_names())
+    for name, control in panel.controls.items():
+        assert control.description and len(control.tooltip) > 20, name
+        if hasattr(control, "continuous_update"):
+            assert control.continuous_update is False, name
+    assert isinstance(panel.controls["learning_rate"], widgets.FloatLogSlider)
+    assert panel.controls["learning_rate"].min == -7 and panel.controls["learning_rate"].max == -1
+    assert set(panel.controls["per_device_train_batch_size"].options) >= {8, 16, 32, 64}
+    assert panel.controls["freeze_layers"].max == 6
+    assert isinstance(panel.widget, widgets.Widget)
+
+
+def test_before_a_run_the_plan_is_shown(panel):
+    assert "Trainable parameters" in panel.plan_html.value and "Estimated time" in panel.plan_html.value
+    assert panel.schedule_image.value.startswith(PNG)
+    before = panel.schedule_image.value
+    panel.controls["lr_scheduler_type"].value = "cosine"
+    assert panel.schedule_image.value != before
+    frozen = panel.plan_html.value
+    panel.controls["freeze_layers"].value = 0
+    assert panel.plan_html.value != frozen and "(100%)" in panel.plan_html.value
+
+
+def test_vary_enables_only_the_lesson_knobs():
+    panel = TuningPanel(vary=("learning_rate", "dropout"), **SMALL)
+    enabled = {name for name, control in panel.controls.items() if not control.disabled}
+    assert enabled == {"learning_rate", "dropout"}
+    assert panel.preset_dropdown.disabled
+    with pytest.raises(ValueError, match="vary=\\['learning_rat'\\] names no control"):
+        TuningPanel(vary=("learning_rat",))
+
+
+def test_run_button_records_a_run_with_the_controls_config(panel):
+    panel.controls["learning_rate"].value = 3e-4
+    panel.controls["dropout"].value = 0.2
+    panel.controls["seed"].value = 5
+    first_picture = panel.curves_image.value
+    panel.run_button.click()
+    assert panel.running and panel.stop_button.disabled is False
+    static = panel.wait(120)
+    assert not panel.running and len(panel.runs) == 1
+    run = panel.runs[0]
+    assert run.config == panel.config
+    assert run.config.learning_rate == pytest.approx(3e-4) and run.config.dropout == 0.2 and run.config.seed == 5
+    assert panel.curves_image.value.startswith(PNG) and panel.curves_image.value != first_picture
+    assert isinstance(static, StaticFigure) and static._repr_png_() == panel.curves_image.value
+    assert any(v in panel.verdict_html.value for v in ("GOOD FIT", "UNDERFITTING", "OVERFITTING", "DIVERGED"))
+    assert "<td>1</td>" in panel.history_html.value and "learning rate=3e-04" in panel.history_html.value
+    assert panel.progress_bar.value == panel.progress_bar.max == run.meta["total_steps"]
+    assert panel.run_button.disabled is False and panel.stop_button.disabled is True
+
+
+def test_a_second_click_during_a_run_starts_nothing():
+    panel = TuningPanel(**{**SMALL, "num_train_epochs": 3})
+    assert panel.run() is True
+    thread = panel._thread
+    panel.run_button.click()
+    assert panel.run() is False and panel._thread is thread
+    panel.wait(120)
+    assert len(panel.runs) == 1
+
+
+def test_stop_ends_a_long_run_quickly_and_keeps_it():
+    panel = TuningPanel(**{**SMALL, "num_train_epochs": 20, "max_train_samples": 128})
+    panel.run()
+    deadline = time.time() + 60
+    while not (panel._live_run and panel._live_run.history) and time.time() < deadline:
+        time.sleep(0.2)
+    t = time.perf_counter()
+    panel.stop_button.click()
+    panel.wait(30)
+    assert time.perf_counter() - t < 5
+    assert panel.runs[-1].status == "stopped" and panel.runs[-1].history
+    assert "(stopped)" in panel.verdict_html.value
+
+
+def test_invalid_combination_is_flagged_before_run(panel):
+    panel.controls["per_device_train_batch_size"].value = 64  # more than the 32 training samples
+    assert "per_device_train_batch_size=64 is out of range: allowed from 1 to 32" in panel.check_html.value
+    assert panel.run_button.disabled and panel.run() is False and not panel.runs
+    panel.controls["per_device_train_batch_size"].value = 16
+    assert panel.check_html.value == "" and not panel.run_button.disabled
+
+
+def test_an_error_inside_a_callback_is_shown_and_the_run_kept(panel, monkeypatch):
+    import lmtune_widgets.panel as panel_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot broke")
+
+    monkeypatch.setattr(panel_module, "plot_run", broken)
+    panel.run()
+    panel.wait(120)
+    assert "The run failed: RuntimeError: the plot broke" in panel.log_html.value
+    assert panel.errors and panel.runs and panel.runs[0].status == "stopped"
+
+
+def test_share_string_round_trips_between_panels(panel):
+    panel.controls["learning_rate"].value = 2e-3
+    panel.controls["lr_scheduler_type"].value = "cosine"
+    panel.controls["label_noise"].value = 0.1
+    other = TuningPanel(**SMALL)
+    other.paste_text.value = panel.share_text.value
+    other.apply_button.click()
+    assert other.config == panel.config
+    other.apply_share_string("{broken")
+    assert "share string is not valid" in other.check_html.value
+
+
+def test_preset_dropdown_sets_every_control():
+    panel = TuningPanel()
+    panel.preset_dropdown.value = "overfit"
+    expected = FineTuneConfig.from_preset("overfit")
+    assert panel.config == expected
+
+
+def test_compare_overlays_past_runs(panel):
+    for lr in (1e-4, 1e-3):
+        panel.controls["learning_rate"].value = lr
+        panel.run()
+        panel.wait(120)
+    assert [label for label, _ in panel.compare_select.options] == ["run 1", "run 2"]
+    assert panel.compare_select.value == (0, 1)
+    panel.compare_button.click()
+    assert panel.compare_image.value.startswith(PNG)
+    assert panel.runs[0].model is None and panel.runs[1].model is not None  # only the latest keeps weights
+
+
+def test_twenty_runs_keep_memory_flat():
+    import psutil
+
+    process = psutil.Process()
+    panel = TuningPanel(**SMALL)
+    for _ in range(2):
+        panel.run()
+        panel.wait(120)
+    gc.collect()
+    before = process.memory_info().rss
+    for seed in range(20):
+        panel.controls["seed"].value = seed
+        panel.run()
+        panel.wait(120)
+    gc.collect()
+    grown = (process.memory_info().rss - before) / 2**20
+    assert len(panel.runs) == 22 and grown <= 200, f"grew {grown:.0f} MB"
+    assert threading.active_count() < 10
