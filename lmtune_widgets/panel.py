@@ -48,8 +48,8 @@ LAYOUT = widgets.Layout(width="360px")
 class StaticFigure:
     """A picture of a run that any notebook viewer shows (IPython renders `_repr_png_`)."""
 
-    def __init__(self, png: bytes):
-        self.png = png
+    def __init__(self, png: bytes | memoryview):
+        self.png = bytes(png)
 
     def _repr_png_(self) -> bytes:
         return self.png
@@ -95,7 +95,8 @@ class TuningPanel:
                                                      layout=widgets.Layout(width="300px"))
         self.compare_button = widgets.Button(description="Compare", icon="line-chart",
                                              tooltip="Overlay the chosen runs in one plot.")
-        self.compare_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px"))
+        self.compare_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px",
+                                                                               display="none"))  # until used
         self.share_text = widgets.Text(description="share", style=STYLE, layout=widgets.Layout(width="520px"),
                                        tooltip="Copy this text to give someone these settings.")
         self.paste_text = widgets.Text(description="paste", placeholder='e.g. {"learning_rate":0.001}', style=STYLE,
@@ -143,7 +144,6 @@ class TuningPanel:
         for name, control in controls.items():
             control.description = LABELS[name]
             control.tooltip = describe(name)
-            control.description_tooltip = describe(name)  # older ipywidgets
             if self.vary is not None and name not in self.vary:
                 control.disabled = True
         return controls
@@ -215,10 +215,12 @@ class TuningPanel:
             f"<b>Trainable parameters:</b> {trainable / 1e6:.2f} M of {total / 1e6:.1f} M ({trainable / total:.0%})"
             f"<br><b>Training examples:</b> {num_train} &nbsp; <b>optimizer steps:</b> "
             f"{len(planned_learning_rates(config, num_train))}"
-            f"<br><b>Estimated time:</b> about {_duration(seconds)} on this machine")
+            f"<br><b>Estimated time:</b> {_duration(seconds)} of training on this machine")
         rates = planned_learning_rates(config, num_train)
-        self.schedule_image.value = to_png(plot_schedules({config.lr_scheduler_type: rates},
-                                                          title="Planned learning rate", width=4.4, height=2.4))
+        warmup = sum(1 for i in range(1, len(rates)) if rates[i] > rates[i - 1])
+        title = f"Planned learning rate: {config.lr_scheduler_type}, {len(rates)} steps, {warmup} warmup"
+        self.schedule_image.value = to_png(plot_schedules({config.lr_scheduler_type: rates}, title=title,
+                                                          width=4.4, height=2.4))
 
     # ------------------------------------------------------------------ running
     @property
@@ -273,7 +275,7 @@ class TuningPanel:
                 elapsed = time.perf_counter() - self.t0
                 left = elapsed / step * (run.meta["total_steps"] - step)
                 panel.progress_label.value = (f"step {step}/{run.meta['total_steps']} &nbsp; loss {loss:.3f} &nbsp; "
-                                              f"{_duration(elapsed)} so far, about {_duration(left)} left")
+                                              f"{elapsed:.0f} s so far, {_duration(left)} left")
 
             def on_evaluate(self, run, point):
                 panel.curves_image.value = to_png(plot_run(run, title=f"epoch {point['epoch']:.2f}: validation "
@@ -351,6 +353,7 @@ class TuningPanel:
             return None
         runs = [self.runs[i] for i in chosen]
         self.compare_image.value = to_png(plot_runs(runs, labels=[f"run {i + 1}" for i in chosen]))
+        self.compare_image.layout.display = None
         return StaticFigure(self.compare_image.value)
 
     def apply_share_string(self, text: str) -> None:
@@ -383,7 +386,9 @@ class TuningPanel:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    if seconds < 1:
+        return "under 1 s"
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.1f} min"
 
 
 def _short(value: Any) -> str:

@@ -39,8 +39,9 @@ def test_every_knob_has_a_control_with_a_tooltip(panel):
 
 def test_before_a_run_the_plan_is_shown(panel):
     assert "Trainable parameters" in panel.plan_html.value and "Estimated time" in panel.plan_html.value
-    assert panel.schedule_image.value.startswith(PNG)
-    before = panel.schedule_image.value
+    assert bytes(panel.schedule_image.value).startswith(PNG)
+    panel.controls["num_train_epochs"].value = 10
+    before = bytes(panel.schedule_image.value)
     panel.controls["lr_scheduler_type"].value = "cosine"
     assert panel.schedule_image.value != before
     frozen = panel.plan_html.value
@@ -69,8 +70,8 @@ def test_run_button_records_a_run_with_the_controls_config(panel):
     run = panel.runs[0]
     assert run.config == panel.config
     assert run.config.learning_rate == pytest.approx(3e-4) and run.config.dropout == 0.2 and run.config.seed == 5
-    assert panel.curves_image.value.startswith(PNG) and panel.curves_image.value != first_picture
-    assert isinstance(static, StaticFigure) and static._repr_png_() == panel.curves_image.value
+    assert bytes(panel.curves_image.value).startswith(PNG) and panel.curves_image.value != first_picture
+    assert isinstance(static, StaticFigure) and static._repr_png_() == bytes(panel.curves_image.value)
     assert any(v in panel.verdict_html.value for v in ("GOOD FIT", "UNDERFITTING", "OVERFITTING", "DIVERGED"))
     assert "<td>1</td>" in panel.history_html.value and "learning rate=3e-04" in panel.history_html.value
     assert panel.progress_bar.value == panel.progress_bar.max == run.meta["total_steps"]
@@ -149,7 +150,7 @@ def test_compare_overlays_past_runs(panel):
     assert [label for label, _ in panel.compare_select.options] == ["run 1", "run 2"]
     assert panel.compare_select.value == (0, 1)
     panel.compare_button.click()
-    assert panel.compare_image.value.startswith(PNG)
+    assert bytes(panel.compare_image.value).startswith(PNG)
     assert panel.runs[0].model is None and panel.runs[1].model is not None  # only the latest keeps weights
 
 
@@ -171,3 +172,25 @@ def test_twenty_runs_keep_memory_flat():
     grown = (process.memory_info().rss - before) / 2**20
     assert len(panel.runs) == 22 and grown <= 200, f"grew {grown:.0f} MB"
     assert threading.active_count() < 10
+
+
+def test_papermill_notebook_ends_with_a_static_figure(tmp_path):
+    """Executed without a front end, `panel.run(); panel.wait()` leaves a PNG that GitHub/nbviewer can show."""
+    import nbformat
+    import papermill
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("LEARNING_RATE = 1e-4")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from lmtune_widgets import TuningPanel\n"
+        f"panel = TuningPanel(learning_rate=LEARNING_RATE, **{SMALL!r})\n"
+        "panel.run()\npanel.wait()")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), parameters={"LEARNING_RATE": 3e-4},
+                               kernel_name="python3", progress_bar=False)
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    last = out.cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in last), last
+    assert any("3e-4" in c.source or "0.0003" in c.source for c in out.cells if "injected-parameters" in c.metadata.get("tags", []))
