@@ -15,6 +15,7 @@ import math
 from typing import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 VERDICT_COLOURS = {"good fit": "#2ca02c", "overfitting": "#ff7f0e", "underfitting": "#1f77b4", "diverged": "#d62728"}
@@ -25,13 +26,17 @@ def _finite(values):
 
 
 def _axes(width: float = 11.0, height: float = 3.4):
-    fig = Figure(figsize=(width, height), layout="constrained")
+    # Fixed margins, not a layout engine: measuring every label again on each redraw cost the panel 2x.
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.15, top=0.8, wspace=0.3)
     loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     loss_ax.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     lr_ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     return fig, loss_ax, acc_ax, lr_ax
 
 
@@ -98,7 +103,8 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
 def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned learning rate",
                    width: float = 5.5, height: float = 3.0) -> Figure:
     """Learning rate against optimizer step for one or more named schedules."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86)
     ax = fig.subplots()
     for i, (name, rates) in enumerate(schedules.items()):
         ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name)
