@@ -135,3 +135,47 @@ def to_png(fig: Figure, dpi: int = 90) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def plot_weight_norms(runs: Sequence, labels: Sequence[str]) -> Figure:
+    """The size (L2 norm) of the trainable weights at each evaluation, one line per run."""
+    fig = Figure(figsize=(5.5, 3.2))
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.16, top=0.88)
+    ax = fig.subplots()
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        ax.plot([h["epoch"] for h in run.history], run.column("weight_norm"), "-o", markersize=3,
+                color=COLOURS[i % len(COLOURS)], label=label)
+    ax.set(title="Size of the trainable weights", xlabel="epoch", ylabel="L2 norm")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_parameters_by_layer(rows: Sequence[tuple[str, int, int]], title: str = "Parameters by part") -> Figure:
+    """A bar per part of the model (embeddings, each layer, head): trainable in colour, frozen in grey."""
+    fig = Figure(figsize=(6.5, 3.2))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.22, top=0.88)
+    ax = fig.subplots()
+    names = [r[0] for r in rows]
+    ax.bar(names, [r[2] / 1e6 for r in rows], color="#cccccc", label="frozen")
+    ax.bar(names, [r[1] / 1e6 for r in rows], color="#1f77b4", label="trainable")
+    ax.set(title=title, ylabel="millions of parameters")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_freezing_cost(rows: Sequence[dict]) -> Figure:
+    """Seconds per epoch (bars) and best validation accuracy (line) against the number of frozen layers."""
+    fig = Figure(figsize=(6.5, 3.4))
+    fig.subplots_adjust(left=0.12, right=0.88, bottom=0.16, top=0.88)
+    ax = fig.subplots()
+    labels = [str(r["freeze_layers"]) for r in rows]
+    ax.bar(labels, [r["seconds_per_epoch"] for r in rows], color="#cccccc")
+    ax.set(xlabel="frozen layers (6 = head only, 0 = everything trains)", ylabel="seconds per epoch",
+           title="Compute cost and accuracy as layers are unfrozen")
+    acc = ax.twinx()
+    acc.plot(labels, [r["best_accuracy"] for r in rows], "-o", color="#1f77b4")
+    acc.set_ylabel("best validation accuracy", color="#1f77b4")
+    acc.set_ylim(0.4, 1.0)
+    return fig

@@ -36,6 +36,11 @@ class Run:
     model: Any = field(default=None, repr=False)
     tokenizer: Any = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        best = f", best_accuracy={self.best_accuracy:.3f}" if self.history else ""
+        return (f"Run(status={self.status!r}, points={len(self.history)}, steps={len(self.learning_rates)}{best}, "
+                f"changes={self.config.changes()})")
+
     # ------------------------------------------------------------------ reading the curves
     @property
     def best(self) -> dict[str, Any] | None:

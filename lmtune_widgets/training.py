@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -283,12 +283,13 @@ def estimate_seconds(config: FineTuneConfig, num_train: int, num_eval: int, num_
 
 # --------------------------------------------------------------------------------------------- the loop
 def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), stop_event: threading.Event | None = None,
-              keep_model: bool = True) -> Run:
+              keep_model: bool = True, lr_lambda: Callable[[int], float] | None = None) -> Run:
     """Fine-tune a pretrained model as `config` says; blocks until the run ends and returns its `Run`.
 
     `stop_event` (a `threading.Event`) is checked before every step: set it to end the run, keeping its
     history. With `keep_model=False` the trained weights are dropped at the end (sweeps that only need
-    the curves keep less memory alive); `run.predict` then explains that they are gone.
+    the curves keep less memory alive); `run.predict` then explains that they are gone. `lr_lambda(step)`
+    replaces the schedule with learning_rate x lr_lambda(step) (the learning-rate finder uses it).
     """
     config = config or FineTuneConfig()
     if not isinstance(config, FineTuneConfig):
@@ -350,7 +351,10 @@ def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), st
     shuffler = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.learning_rate,
                                   betas=(0.9, 0.999), eps=1e-8)
-    scheduler = make_scheduler(config, optimizer, total_steps, warmup_steps)
+    if lr_lambda is None:
+        scheduler = make_scheduler(config, optimizer, total_steps, warmup_steps)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     trainable_params = [p for p in model.parameters() if p.requires_grad]
 
     def evaluate(ids: list[list[int]], labels_all: torch.Tensor, states: list | None) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def test_no_duplicates_or_near_duplicates(rows):
 def test_hard_cases_are_present_and_labelled(rows):
     kinds = collections.Counter(r["phenomenon"] for r in rows)
     assert set(kinds) == {"plain", "negation", "mixed", "sarcasm", "typo"}
-    assert all(kinds[k] >= 0.02 * len(rows) for k in kinds)
+    assert all(kinds[k] >= 40 for k in kinds), kinds  # every kind of hard case is there in numbers
 
 
 def test_data_card_describes_the_file(rows):

@@ -98,14 +98,15 @@ def test_stop_event_ends_the_run_within_a_step_and_keeps_history():
     stopped_at = {}
 
     def stop_after_first_point(run, point):
-        stop.set()
-        stopped_at["step"] = point["step"]
+        if point["step"] > 0:  # the first point after training started
+            stop.set()
+            stopped_at.setdefault("step", point["step"])
 
     config = FineTuneConfig(num_train_epochs=20, max_train_samples=64, max_eval_samples=32, freeze_layers=5,
                             evals_per_epoch=2)
     run = fine_tune(config, callbacks=[stop_after_first_point], stop_event=stop)
     assert run.status == "stopped"
-    assert len(run.history) == 1 and len(run.learning_rates) == stopped_at["step"]
+    assert len(run.history) == 2 and len(run.learning_rates) == stopped_at["step"]
     assert run.predict(["fast delivery"])  # what was learnt so far is kept
 
 
@@ -128,7 +129,7 @@ def test_callback_can_stop_training(short_config):
         raise StopTraining
 
     run = fine_tune(short_config, callbacks=[stop])
-    assert run.status == "stopped" and len(run.history) == 1
+    assert run.status == "stopped" and len(run.history) == 1 and run.history[0]["step"] == 0 and not run.learning_rates
 
 
 def test_callback_error_propagates_with_the_partial_run(short_config):

@@ -89,7 +89,7 @@ def test_fine_tune_runs_on_tiny_architectures(architecture, tiny_model_dir):
     run = fine_tune(config)
     assert run.status == "finished"
     assert run.meta["num_layers"] == 3
-    assert [h["step"] for h in run.history] == [1, 2, 3, 4, 5, 6]  # 3 steps an epoch, 2 evals asked: every step
+    assert [h["step"] for h in run.history] == [0, 1, 2, 3, 4, 5, 6]  # step 0, then 3 steps an epoch, 2 evals asked: every step
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"] + 0.5
     assert run.predict(["the parcel was late", "great support"]) != []
     with pytest.raises(ValueError, match=r"freeze_layers=5 is out of range: allowed from 0 to 3"):

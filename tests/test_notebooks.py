@@ -1,0 +1,53 @@
+"""Every lesson notebook executes under papermill and writes its results.
+
+`make test` runs them with QUICK=True (seconds per run; the lessons are not asserted). `make test-lessons`
+sets LMTUNE_LESSONS=full: QUICK=False, as learners run them, with each notebook's final lesson assertions.
+"""
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+FULL = os.environ.get("LMTUNE_LESSONS") == "full"
+
+
+def test_there_are_lessons():
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_clean_with_a_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "committed with outputs"
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1, "needs exactly one cell tagged 'parameters'"
+    assert "QUICK = False" in parameters[0].source and "RESULTS_PATH" in parameters[0].source
+    assert nb.cells[0].cell_type == "markdown" and "colab-badge" in nb.cells[0].source
+    assert "google.colab" in code[0].source  # installs the kit only in Colab
+    for cell in code:  # plumbing belongs in the package
+        assert len(cell.source.splitlines()) <= 15, cell.source[:80]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path, tmp_path):
+    import papermill
+
+    results = tmp_path / f"{path.stem}.json"
+    parameters = {"QUICK": not FULL, "RESULTS_PATH": str(results), "PREDICTION": "good fit"}
+    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=parameters, kernel_name="python3",
+                               cwd=str(tmp_path), progress_bar=False, execution_timeout=900)
+    data = json.loads(results.read_text())
+    assert data["quick"] is (not FULL)
+    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    pictures = sum("image/png" in o.get("data", {}) for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert pictures >= 2, "an executed lesson shows static figures"
+    if path.stem == "00_start_here":
+        assert set(data["preset_verdicts"]) == {"underfit", "good", "overfit", "diverge"}
+    if path.stem == "01_learning_rate":
+        assert [row["learning_rate"] for row in data["sweep"]] == [1e-6, 1e-5, 1e-4, 5e-4, 3e-3, 3e-2]
+        assert 1e-7 <= data["suggestion"] <= 1.0
