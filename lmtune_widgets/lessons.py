@@ -35,6 +35,9 @@ def in_colab() -> bool:
 def setup() -> str:
     """Quiet the libraries' logs and say where training will run."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is experimental.*")  # optuna's matplotlib plots say so each call
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -101,7 +104,7 @@ def show(fig) -> None:
 
     from .plotting import to_png
 
-    display(Image(to_png(fig, dpi=90)))
+    display(Image(to_png(fig, dpi=90, tight=True)))
 
 
 def check_prediction(prediction: str, run: Run) -> str:
@@ -152,10 +155,9 @@ def predict_then_run(config: FineTuneConfig, prediction: str | None = None):
     return widgets.VBox([choice, button, answer, picture])
 
 
-def save_results(path: str | os.PathLike, **results: Any) -> Path:
+def save_results(path: str | os.PathLike, **results: Any) -> None:
     """Write a lesson's key results as JSON (what tests/test_notebooks.py checks)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=float))
     print(f"results written to {path}")
-    return path

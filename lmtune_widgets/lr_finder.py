@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import matplotlib.style
 from matplotlib.figure import Figure
 
 from .config import FineTuneConfig
@@ -30,6 +31,10 @@ class LRFinderResult:
     minimum: float  # the rate at the lowest smoothed loss
 
     def plot(self, title: str = "Learning-rate finder") -> Figure:
+        with matplotlib.style.context("default"):
+            return self._plot(title)
+
+    def _plot(self, title: str) -> Figure:
         fig = Figure(figsize=(6.5, 3.6))
         fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.88)
         ax = fig.subplots()

@@ -10,15 +10,27 @@ thread is safe and nothing piles up in pyplot's list of open figures.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Sequence
 
+import matplotlib.style
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 VERDICT_COLOURS = {"good fit": "#2ca02c", "overfitting": "#ff7f0e", "underfitting": "#1f77b4", "diverged": "#d62728"}
+
+
+def _own_style(function):
+    """Draw in matplotlib's default style whatever the global state (Optuna's plots switch it to ggplot)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.style.context("default"):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def _finite(values):
@@ -52,6 +64,7 @@ def _draw(run, loss_ax, acc_ax, lr_ax, colour: str, label: str | None, show_trai
                label=label)
 
 
+@_own_style
 def plot_run(run, title: str | None = None) -> Figure:
     """Train and validation loss, validation accuracy and the learning rate of one run, best epoch marked."""
     from .runs import diagnose
@@ -81,6 +94,7 @@ def plot_run(run, title: str | None = None) -> Figure:
     return fig
 
 
+@_own_style
 def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | None = None,
               show_train: bool = True) -> Figure:
     """Several runs overlaid (one colour each): validation loss solid, training loss dashed."""
@@ -100,6 +114,7 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
     return fig
 
 
+@_own_style
 def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned learning rate",
                    width: float = 5.5, height: float = 3.0) -> Figure:
     """Learning rate against optimizer step for one or more named schedules."""
@@ -130,13 +145,15 @@ def _limit_lr_axis(ax, runs) -> None:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
 
 
-def to_png(fig: Figure, dpi: int = 90) -> bytes:
-    """The figure as PNG bytes."""
+@_own_style
+def to_png(fig: Figure, dpi: int = 90, tight: bool = False) -> bytes:
+    """The figure as PNG bytes (`tight` trims to the drawn area, for figures made elsewhere, e.g. Optuna's)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 
+@_own_style
 def plot_weight_norms(runs: Sequence, labels: Sequence[str]) -> Figure:
     """The size (L2 norm) of the trainable weights at each evaluation, one line per run."""
     fig = Figure(figsize=(5.5, 3.2))
@@ -151,6 +168,7 @@ def plot_weight_norms(runs: Sequence, labels: Sequence[str]) -> Figure:
     return fig
 
 
+@_own_style
 def plot_parameters_by_layer(rows: Sequence[tuple[str, int, int]], title: str = "Parameters by part") -> Figure:
     """A bar per part of the model (embeddings, each layer, head): trainable in colour, frozen in grey."""
     fig = Figure(figsize=(6.5, 3.2))
@@ -165,6 +183,7 @@ def plot_parameters_by_layer(rows: Sequence[tuple[str, int, int]], title: str = 
     return fig
 
 
+@_own_style
 def plot_freezing_cost(rows: Sequence[dict]) -> Figure:
     """Seconds per epoch (bars) and best validation accuracy (line) against the number of frozen layers."""
     fig = Figure(figsize=(6.5, 3.4))
