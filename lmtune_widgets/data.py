@@ -12,7 +12,6 @@ labels with its own seed.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -128,8 +127,3 @@ def tokenize(split, tokenizer, max_length: int, limit: int | None) -> dict[str, 
     )
     return {"input_ids": encoded["input_ids"], "label": list(encoded["label"]), "text": list(split["text"])}
 
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0"
-    ) not in ("0", "", "false", "False")

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import ipywidgets as widgets
 
-from .config import FIELDS, PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
+from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
 from .plotting import plot_run, plot_runs, plot_schedules, to_png
 from .runs import Run, diagnose
 
@@ -68,7 +68,7 @@ class TuningPanel:
         self._lock = threading.Lock()
         self._live_run: Run | None = None
         self._seconds_per_unit: float | None = None
-        self._data_sizes: dict[str, tuple[int, int]] = {}
+        self._data_sizes: dict[str, tuple[int, int, int]] = {}
 
         self.controls = self._make_controls()
         unknown = set(self.vary or ()) - set(self.controls)
@@ -156,7 +156,8 @@ class TuningPanel:
     def _train_size(self, task: str | None = None) -> int:
         return self._sizes(task)[0]
 
-    def _sizes(self, task: str | None = None) -> tuple[int, int]:
+    def _sizes(self, task: str | None = None) -> tuple[int, int, int]:
+        """(training examples, validation examples, labels) of the task's data."""
         from .data import load_splits
 
         key = task or self.base.task

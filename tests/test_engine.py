@@ -175,19 +175,15 @@ def test_too_many_frozen_layers_is_named(short_config):
         fine_tune(short_config.replace(freeze_layers=7))
 
 
-def test_hub_model_offline_fails_fast_and_points_to_the_default(short_config, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("flag,change,message", [
+    ("HF_HUB_OFFLINE", {"model_name": "bert-base-uncased"}, "model_name='bert-base-uncased'.*model_name='minilm'"),
+    ("HF_DATASETS_OFFLINE", {"dataset": "rotten_tomatoes"}, "dataset='rotten_tomatoes'.*bundled"),
+], ids=["model", "dataset"])
+def test_hub_offline_fails_fast_and_points_to_the_default(short_config, monkeypatch, flag, change, message):
+    monkeypatch.setenv(flag, "1")
     t = time.perf_counter()
-    with pytest.raises(HubUnavailableError, match="model_name='bert-base-uncased'.*model_name='minilm'"):
-        fine_tune(short_config.replace(model_name="bert-base-uncased"))
-    assert time.perf_counter() - t < 10
-
-
-def test_hub_dataset_offline_fails_fast_and_points_to_the_default(short_config, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    t = time.perf_counter()
-    with pytest.raises(HubUnavailableError, match="dataset='rotten_tomatoes'.*bundled"):
-        fine_tune(short_config.replace(dataset="rotten_tomatoes"))
+    with pytest.raises(HubUnavailableError, match=message):
+        fine_tune(short_config.replace(**change))
     assert time.perf_counter() - t < 10
 
 
@@ -259,7 +255,6 @@ def test_topic_task_has_five_labels(short_config):
 # ------------------------------------------------------------------------------------------ memory
 def test_twenty_runs_do_not_leak_memory():
     import gc
-    import resource
 
     import psutil
 
@@ -279,4 +274,3 @@ def test_twenty_runs_do_not_leak_memory():
     grown = (process.memory_info().rss - before) / 2**20
     assert grown <= 150, f"memory grew by {grown:.0f} MB over 20 runs"
     assert all(r.history for r in runs)
-    del resource
