@@ -7,8 +7,10 @@
 
 The model trains for real while the learning rate grows by the same factor every step. The loss first
 stays flat (too small to matter), then falls (useful rates), then shoots up (too large). The finder stops
-once the smoothed loss is `stop_factor` times its best, and suggests the rate where the smoothed loss falls
-fastest, the "steepest" point of fastai.
+once the smoothed loss is `stop_factor` times its best. It suggests a tenth of the rate at the lowest
+smoothed loss (fastai's classic "minimum / 10" rule: the lowest point is already too fast to train at), and
+also reports where the smoothed loss falls fastest (`steepest`). The first tenth of the steps is ignored:
+there the smoothing has seen too few batches to mean anything.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ class LRFinderResult:
     learning_rates: list[float]  # the rate of each step
     losses: list[float]  # the raw training loss of each step
     smoothed: list[float]  # exponentially smoothed, bias-corrected (as fastai)
-    suggestion: float  # where the smoothed loss falls fastest
+    suggestion: float  # a tenth of the rate at the lowest smoothed loss
     minimum: float  # the rate at the lowest smoothed loss
+    steepest: float  # where the smoothed loss falls fastest
 
     def plot(self, title: str = "Learning-rate finder") -> Figure:
         with matplotlib.style.context("default"):
@@ -40,7 +43,7 @@ class LRFinderResult:
         ax = fig.subplots()
         ax.plot(self.learning_rates, self.losses, color="#bbbbbb", lw=1, label="loss at each step")
         ax.plot(self.learning_rates, self.smoothed, color="#1f77b4", lw=2, label="smoothed")
-        ax.axvline(self.suggestion, color="#2ca02c", ls="--", label=f"suggestion {self.suggestion:.1e}")
+        ax.axvline(self.suggestion, color="#2ca02c", ls="--", label=f"suggestion {self.suggestion:.1e} (lowest / 10)")
         ax.axvline(self.minimum, color="#d62728", ls=":", label=f"lowest loss {self.minimum:.1e}")
         ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss", title=title)
         finite = [v for v in self.smoothed if math.isfinite(v)]
@@ -51,8 +54,8 @@ class LRFinderResult:
         return fig
 
 
-def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-7, end_lr: float = 1.0,
-            num_steps: int | None = None, stop_factor: float = 4.0, beta: float = 0.9) -> LRFinderResult:
+def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-6, end_lr: float = 1.0,
+            num_steps: int | None = None, stop_factor: float = 4.0, beta: float = 0.8) -> LRFinderResult:
     """Raise the learning rate exponentially over one pass of the training data and record the loss."""
     config = config or FineTuneConfig()
     if not 0 < start_lr < end_lr:
@@ -82,9 +85,11 @@ def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-7, end_lr
                     lr_lambda=lambda step: (start_lr / end_lr) * ratio ** (step / max(1, num_steps - 1)))
     rates = run.learning_rates[: len(record.losses)]
     smoothed = record.smoothed
-    lowest = min(range(len(smoothed)), key=smoothed.__getitem__)
-    # steepest fall of the smoothed loss against log(learning rate), before the lowest point
-    window = range(1, max(2, lowest))
-    slopes = [(smoothed[i] - smoothed[i - 1]) / (math.log(rates[i]) - math.log(rates[i - 1])) for i in window]
-    steepest = min(range(len(slopes)), key=slopes.__getitem__) + 1 if slopes else lowest
-    return LRFinderResult(rates, record.losses, smoothed, suggestion=rates[steepest], minimum=rates[lowest])
+    skip = min(max(2, len(smoothed) // 10), len(smoothed) - 1)
+    lowest = min(range(skip, len(smoothed)), key=smoothed.__getitem__)
+    # steepest fall of the smoothed loss against log(learning rate), up to the lowest point
+    slopes = {i: (smoothed[i] - smoothed[i - 1]) / (math.log(rates[i]) - math.log(rates[i - 1]))
+              for i in range(skip + 1, lowest + 1)}
+    steepest = min(slopes, key=slopes.get) if slopes else lowest
+    return LRFinderResult(rates, record.losses, smoothed, suggestion=rates[lowest] / 10, minimum=rates[lowest],
+                          steepest=rates[steepest])

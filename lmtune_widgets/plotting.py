@@ -54,10 +54,11 @@ def _axes(width: float = 11.0, height: float = 3.4):
 
 def _draw(run, loss_ax, acc_ax, lr_ax, colour: str, label: str | None, show_train: bool = True) -> None:
     epochs = [h["epoch"] for h in run.history]
-    tag = f"{label}: " if label else ""
     if show_train:
-        loss_ax.plot(epochs, _finite(run.column("train_loss")), "--", color=colour, alpha=0.75, label=f"{tag}train")
-    loss_ax.plot(epochs, _finite(run.column("eval_loss")), "-o", color=colour, markersize=3, label=f"{tag}validation")
+        loss_ax.plot(epochs, _finite(run.column("train_loss")), "--", color=colour, alpha=0.75,
+                     label=None if label else "train")
+    loss_ax.plot(epochs, _finite(run.column("eval_loss")), "-o", color=colour, markersize=3,
+                 label=None if label else "validation")
     acc_ax.plot(epochs, _finite(run.column("eval_accuracy")), "-o", color=colour, markersize=3, label=label)
     steps_per_epoch = run.meta.get("steps_per_epoch") or 1
     lr_ax.plot([(i + 1) / steps_per_epoch for i in range(len(run.learning_rates))], run.learning_rates, color=colour,
@@ -104,10 +105,15 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
         _draw(run, loss_ax, acc_ax, lr_ax, COLOURS[i % len(COLOURS)], label, show_train)
     if runs:
         acc_ax.axhline(runs[0].meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":")
-        acc_ax.legend(fontsize=8)
-        loss_ax.legend(fontsize=7, ncol=1 if len(runs) <= 3 else 2)
+        acc_ax.legend(fontsize=7, loc="lower right")  # one entry per run (colour)
+        if show_train:
+            loss_ax.set_title("Loss (solid: validation, dashed: train)")
     _limit_loss_axis(loss_ax, runs)
     _limit_lr_axis(lr_ax, runs)
+    rates = [v for run in runs for v in run.learning_rates if v > 0]
+    if rates and max(rates) / min(rates) > 100:  # a sweep over decades: only a log scale shows them all
+        lr_ax.set_yscale("log")
+        lr_ax.set_ylim(min(rates) / 2, max(rates) * 2)
     acc_ax.set_ylim(0, 1.02)
     if title:
         fig.suptitle(title)

@@ -141,6 +141,7 @@ UNDERFIT_TRAIN_RATIO = 0.7  # train loss ends above 70% of where it started: the
 OVERFIT_RISE = 0.10  # validation loss ends 10% above its minimum ...
 OVERFIT_GAP = 0.0  # ... and is above the training loss
 CHANCE_MARGIN = 0.03  # accuracy within 3 points of always guessing the commonest class
+WEIGHTS_MOVED = 0.05  # trainable weights' norm changed by over 5% (weight decay alone moves it ~1%)
 
 
 @dataclass
@@ -177,10 +178,15 @@ def diagnose(run: Run) -> Diagnosis:
     nonfinite = any(not _finite(h["train_loss"]) or not _finite(h["eval_loss"]) for h in history if h["step"] > 0)
     final_accuracy = last["eval_accuracy"] if last else math.nan
     at_chance = _finite(final_accuracy) and final_accuracy <= chance + CHANCE_MARGIN
+    norms = [h["weight_norm"] for h in history if _finite(h.get("weight_norm"))]
+    moved = len(norms) >= 2 and norms[0] > 0 and abs(norms[-1] - norms[0]) > WEIGHTS_MOVED * norms[0]
+    advice = f"Lower the learning rate (try {run.config.learning_rate / 10:.0e}) or add warmup."
     if run.status == "diverged" or nonfinite or (at_chance and train and max(train) > 1.5 * start):
-        return verdict("diverged",
-                       "The loss blew up instead of going down, so the model ended no better than guessing.",
-                       f"Lower the learning rate (try {run.config.learning_rate / 10:.0e}) or add warmup.")
+        return verdict("diverged", "The loss blew up instead of going down, so the model ended no better than "
+                       "guessing.", advice)
+    if at_chance and moved:  # collapsed: big steps knocked the model into predicting one class
+        return verdict("diverged", "The weights moved a lot, yet the model ended no better than guessing: the "
+                       "steps were so big that it collapsed to predicting one class.", advice)
     if not history or not train:
         return verdict("underfitting", "The run ended before it learnt anything measurable.",
                        "Train for longer (more epochs) and make sure the run is not stopped early.")

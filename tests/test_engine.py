@@ -274,3 +274,19 @@ def test_twenty_runs_do_not_leak_memory():
     grown = (process.memory_info().rss - before) / 2**20
     assert grown <= 150, f"memory grew by {grown:.0f} MB over 20 runs"
     assert all(r.history for r in runs)
+
+
+def test_a_collapse_to_chance_reads_as_diverged_and_a_tiny_rate_as_underfitting(short_config):
+    """Accuracy at chance means diverged when big steps were taken, underfitting when the weights barely moved."""
+    from lmtune_widgets import Run
+
+    def fake(accuracy_end, norm_end):
+        history = [{"step": s, "epoch": s / 4, "train_loss": 0.69, "eval_loss": 0.69, "eval_accuracy": a,
+                    "learning_rate": 0.01, "weight_norm": n, "elapsed_s": 0.0}
+                   for s, a, n in [(0, 0.46, 100.0), (4, 0.5, (100 + norm_end) / 2), (8, accuracy_end, norm_end)]]
+        return Run(config=short_config, label_names=["negative", "positive"], status="finished", history=history,
+                   meta={"chance_accuracy": 0.5, "first_train_loss": 0.69})
+
+    assert diagnose(fake(0.5, 130.0)).verdict == "diverged"
+    assert "collapsed" in diagnose(fake(0.5, 130.0)).reason
+    assert diagnose(fake(0.5, 101.0)).verdict == "underfitting"  # 1%: what weight decay alone does
