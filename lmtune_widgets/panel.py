@@ -212,12 +212,11 @@ class TuningPanel:
         trainable, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
         seconds = estimate_seconds(config, num_train, num_eval, self._num_layers(),
                                    self._seconds_per_unit or 1.3e-3)
+        rates = planned_learning_rates(config, num_train)
         self.plan_html.value = (
             f"<b>Trainable parameters:</b> {trainable / 1e6:.2f} M of {total / 1e6:.1f} M ({trainable / total:.0%})"
-            f"<br><b>Training examples:</b> {num_train} &nbsp; <b>optimizer steps:</b> "
-            f"{len(planned_learning_rates(config, num_train))}"
+            f"<br><b>Training examples:</b> {num_train} &nbsp; <b>optimizer steps:</b> {len(rates)}"
             f"<br><b>Estimated time:</b> {_duration(seconds)} of training on this machine")
-        rates = planned_learning_rates(config, num_train)
         warmup = sum(1 for i in range(1, len(rates)) if rates[i] > rates[i - 1])
         title = f"Planned learning rate: {config.lr_scheduler_type}, {len(rates)} steps, {warmup} warmup"
         self.schedule_image.value = to_png(plot_schedules({config.lr_scheduler_type: rates}, title=title,
