@@ -9,6 +9,9 @@
 
 `QUICK = True` (papermill in CI) shrinks every run to a few seconds so the whole series executes fast;
 `QUICK = False` is what learners run, and what the lesson assertions at the end of each notebook check.
+
+Within one kernel, settings that were already trained are not trained again: a run is deterministic for a given
+configuration and seed (tested), so `run_once`, `sweep` and the exercise reuse the earlier run's curves and say so.
 """
 from __future__ import annotations
 
@@ -58,29 +61,40 @@ def base_config(quick: bool, **overrides: Any) -> FineTuneConfig:
     return config
 
 
-def run_once(config: FineTuneConfig, label: str = "") -> Run:
-    """One fine-tune with a one-line report."""
+_DONE: dict[FineTuneConfig, Run] = {}  # finished runs of this kernel, by their full settings
+
+
+def _train(config: FineTuneConfig, keep_model: bool) -> tuple[Run, str]:
+    """Fine-tune, or reuse this kernel's earlier run of exactly these settings. Returns the run and a timing note."""
     from .training import fine_tune
 
+    earlier = _DONE.get(config)
+    if earlier is not None:
+        return earlier, "reused (these settings ran before)"
     t = time.perf_counter()
-    run = fine_tune(config)
+    run = fine_tune(config, keep_model=keep_model)
+    if run.status != "stopped":  # a stopped run is not what these settings give
+        _DONE[config] = run
+    return run, f"{time.perf_counter() - t:.1f} s"
+
+
+def run_once(config: FineTuneConfig, label: str = "") -> Run:
+    """One fine-tune with a one-line report; a new run keeps its weights (`run.predict`)."""
+    run, took = _train(config, keep_model=True)
     d = diagnose(run)
     print(f"{label or 'run'}: {d.verdict} (status {run.status}), best validation accuracy {d.best_accuracy:.1%}, "
-          f"{time.perf_counter() - t:.0f} s")
+          f"{took}")
     return run
 
 
 def sweep(base: FineTuneConfig, field: str, values: Iterable[Any], **fixed: Any) -> list[Run]:
     """Fine-tune once per value of `field` (weights are not kept: only the curves)."""
-    from .training import fine_tune
-
     runs = []
     for value in values:
-        t = time.perf_counter()
-        run = fine_tune(base.replace(**{field: value}, **fixed), keep_model=False)
+        run, took = _train(base.replace(**{field: value}, **fixed), keep_model=False)
         d = diagnose(run)
         print(f"{field}={value!r:>8}: {d.verdict:12s} best validation accuracy {d.best_accuracy:6.1%}  "
-              f"status {run.status:8s} {time.perf_counter() - t:5.1f} s")
+              f"status {run.status:8s} {took:>6}")
         runs.append(run)
     return runs
 
@@ -138,12 +152,11 @@ def predict_then_run(config: FineTuneConfig, prediction: str | None = None):
 
     def go(_):
         from .plotting import plot_run, to_png
-        from .training import fine_tune
 
         button.disabled = True
         answer.value = "<i>training ...</i>"
         try:
-            run = fine_tune(config, keep_model=False)
+            run, _ = _train(config, keep_model=True)
             picture.value = to_png(plot_run(run))
             answer.value = f"<b>{check_prediction(choice.value, run)}</b>"
         except Exception as error:  # shown, never lost

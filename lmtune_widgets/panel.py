@@ -133,8 +133,8 @@ class TuningPanel:
                                                   style=STYLE, layout=LAYOUT),
             "warmup_ratio": widgets.FloatSlider(value=b.warmup_ratio, min=0, max=0.5, step=0.05, **common),
             "freeze_layers": widgets.IntSlider(value=b.freeze_layers, min=0, max=self._num_layers(), step=1, **common),
-            "max_train_samples": widgets.IntSlider(value=min(b.max_train_samples, self._train_size()), min=16,
-                                                   max=self._train_size(), step=16, **common),
+            "max_train_samples": widgets.IntSlider(value=min(b.max_train_samples, self._sizes()[0]), min=16,
+                                                   max=self._sizes()[0], step=16, **common),
             "label_noise": widgets.FloatSlider(value=b.label_noise, min=0, max=0.5, step=0.05, **common),
             "early_stopping_patience": widgets.IntSlider(value=b.early_stopping_patience, min=0, max=10, **common),
             "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT,
@@ -152,9 +152,6 @@ class TuningPanel:
         from .models import model_skeleton, transformer_layers
 
         return len(transformer_layers(model_skeleton(self.base.model_name, 2)))
-
-    def _train_size(self, task: str | None = None) -> int:
-        return self._sizes(task)[0]
 
     def _sizes(self, task: str | None = None) -> tuple[int, int, int]:
         """(training examples, validation examples, labels) of the task's data."""

@@ -2,6 +2,7 @@
 
 `make test` runs them with QUICK=True (seconds per run; the lessons are not asserted). `make test-lessons`
 sets LMTUNE_LESSONS=full: QUICK=False, as learners run them, with each notebook's final lesson assertions.
+With LMTUNE_EXECUTED=<folder>, the executed notebooks are kept there to be read.
 """
 import json
 import os
@@ -39,11 +40,13 @@ def test_notebook_executes(path, tmp_path):
 
     results = tmp_path / f"{path.stem}.json"
     parameters = {"QUICK": not FULL, "RESULTS_PATH": str(results), "PREDICTION": "good fit"}
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=parameters, kernel_name="python3",
+    output = Path(os.environ.get("LMTUNE_EXECUTED", tmp_path)) / path.name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(path), str(output), parameters=parameters, kernel_name="python3",
                                cwd=str(tmp_path), progress_bar=False, execution_timeout=900)
     data = json.loads(results.read_text())
     assert data["quick"] is (not FULL)
-    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    executed = nbformat.read(output, as_version=4)
     pictures = sum("image/png" in o.get("data", {}) for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert pictures >= 2, "an executed lesson shows static figures"
     if path.stem == "00_start_here":

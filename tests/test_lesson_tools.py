@@ -1,0 +1,81 @@
+"""What the lessons stand on: the exercise check, reusing runs within a kernel, the finder, the search."""
+import math
+
+import pytest
+
+
+def test_a_prediction_outside_the_verdicts_is_named(preset_run):
+    from lmtune_widgets import lessons
+
+    with pytest.raises(ValueError, match="prediction='wobbly'.*underfitting, good fit, overfitting, diverged"):
+        lessons.check_prediction("wobbly", preset_run("good"))
+    assert lessons.check_prediction("good fit", preset_run("good")).startswith("Right")
+    assert lessons.check_prediction("overfitting", preset_run("good")).startswith("Not quite")
+
+
+def test_the_same_settings_are_trained_once_per_kernel(short_config, capsys, monkeypatch):
+    from lmtune_widgets import lessons, training
+
+    monkeypatch.setattr(lessons, "_DONE", {})
+    calls = []
+    real = training.fine_tune
+    monkeypatch.setattr(training, "fine_tune", lambda config, **kw: calls.append(config) or real(config, **kw))
+    first = lessons.run_once(short_config, "first")
+    again = lessons.sweep(short_config, "seed", [short_config.seed, 7])
+    assert again[0] is first and again[1] is not first
+    assert calls == [short_config, short_config.replace(seed=7)]
+    assert "reused (these settings ran before)" in capsys.readouterr().out
+    assert first.model is not None and again[1].model is None  # run_once keeps weights, a sweep does not
+
+
+def test_a_stopped_run_is_not_reused(short_config, monkeypatch):
+    from lmtune_widgets import lessons, training
+
+    monkeypatch.setattr(lessons, "_DONE", {})
+    real = training.fine_tune
+
+    def stop_at_once(config, **kw):
+        import threading
+
+        stop = threading.Event()
+        stop.set()
+        return real(config, stop_event=stop, **kw)
+
+    monkeypatch.setattr(training, "fine_tune", stop_at_once)
+    assert lessons.run_once(short_config).status == "stopped"
+    assert lessons._DONE == {}
+
+
+def test_lr_find_raises_the_rate_exponentially_and_suggests_a_tenth_of_the_lowest():
+    from lmtune_widgets import FineTuneConfig, lr_find
+
+    config = FineTuneConfig(max_train_samples=160, per_device_train_batch_size=8, freeze_layers=5)
+    found = lr_find(config, start_lr=1e-6, end_lr=1.0)
+    rates = found.learning_rates
+    assert 6 <= len(rates) <= 20 and len(found.losses) == len(rates) == len(found.smoothed)
+    assert rates[0] == pytest.approx(1e-6)
+    ratios = [b / a for a, b in zip(rates, rates[1:])]
+    assert max(ratios) == pytest.approx(min(ratios)) and ratios[0] == pytest.approx(1e6 ** (1 / 19))
+    assert found.minimum in rates[2:] and found.suggestion == pytest.approx(found.minimum / 10)
+    lowest = found.smoothed.index(min(found.smoothed[2:]), 2)
+    assert rates[lowest] == found.minimum
+    with pytest.raises(ValueError, match="start_lr=1.0 and end_lr=0.1"):
+        lr_find(config, start_lr=1.0, end_lr=0.1)
+
+
+def test_search_stores_a_fresh_study_in_sqlite(tmp_path, short_config):
+    import optuna
+
+    from lmtune_widgets.search import search
+
+    storage = f"sqlite:///{tmp_path / 'studies' / 'study.db'}"
+    for trials in (2, 1):  # the second call starts afresh in the same file
+        study = search(short_config, n_trials=trials, storage=storage)
+        assert len(study.trials) == trials
+    assert (tmp_path / "studies" / "study.db").exists()
+    stored = optuna.load_study(study_name="lmtune", storage=storage)
+    assert len(stored.trials) == 1
+    finished = [t for t in stored.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert finished and all(math.isfinite(t.value) for t in finished)
+    assert set(stored.best_params) == {"learning_rate", "per_device_train_batch_size", "dropout", "weight_decay",
+                                       "warmup_ratio"}
