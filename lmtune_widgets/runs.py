@@ -32,6 +32,7 @@ class Run:
     status: str = "running"  # "finished" | "diverged" | "stopped" once it ends
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per evaluation point
     learning_rates: list[float] = field(default_factory=list)  # the rate used at every optimizer step
+    train_losses: list[float] = field(default_factory=list)  # the training loss of every optimizer step
     meta: dict[str, Any] = field(default_factory=dict)  # sizes, timings, device
     model: Any = field(default=None, repr=False)
     tokenizer: Any = field(default=None, repr=False)
@@ -75,6 +76,19 @@ class Run:
             ids = self.model(**inputs).logits.argmax(-1).tolist()
         return [self.label_names[i] for i in ids]
 
+    def accuracy(self, split: str = "test", limit: int | None = None) -> float:
+        """The trained model's accuracy on a split of its data: "test" is the one no choice was made on."""
+        from .data import load_splits
+
+        splits = load_splits(self.config.task, self.config.dataset)
+        parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+        if split not in parts:
+            raise ValueError(f"split={split!r} is not valid: choose one of {', '.join(parts)}")
+        part = parts[split].select(range(min(limit or len(parts[split]), len(parts[split]))))
+        texts, labels = part["text"], part["label"]
+        predicted = [name for i in range(0, len(texts), 64) for name in self.predict(texts[i:i + 64])]
+        return sum(name == splits.label_names[label] for name, label in zip(predicted, labels)) / max(1, len(labels))
+
     def release(self) -> None:
         """Drop the trained model (the curves stay); frees its memory."""
         self.model = self.tokenizer = None
@@ -83,7 +97,8 @@ class Run:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": FORMAT_VERSION, "status": self.status, "config": self.config.to_dict(),
                 "label_names": self.label_names, "history": [_json_safe(h) for h in self.history],
-                "learning_rates": [_json_safe(x) for x in self.learning_rates], "meta": _json_safe(self.meta)}
+                "learning_rates": [_json_safe(x) for x in self.learning_rates],
+                "train_losses": [_json_safe(x) for x in self.train_losses], "meta": _json_safe(self.meta)}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -109,7 +124,8 @@ class Run:
             history = [{k: _from_json(v) for k, v in h.items()} for h in data["history"]]
             run = cls(config=FineTuneConfig.from_dict(data["config"]), label_names=list(data["label_names"]),
                       status=data["status"], history=history,
-                      learning_rates=[_from_json(x) for x in data["learning_rates"]], meta=dict(data["meta"]))
+                      learning_rates=[_from_json(x) for x in data["learning_rates"]], meta=dict(data["meta"]),
+                      train_losses=[_from_json(x) for x in data.get("train_losses", [])])  # older files lack them
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise ValueError(f"{source} is a damaged run file: {type(error).__name__}: {error}") from None
         if run.status not in STATUSES:
@@ -140,6 +156,7 @@ def _from_json(value: Any) -> Any:
 UNDERFIT_TRAIN_RATIO = 0.7  # train loss ends above 70% of where it started: the model barely learnt
 OVERFIT_RISE = 0.10  # validation loss ends 10% above its minimum ...
 OVERFIT_GAP = 0.0  # ... and is above the training loss
+UNSTABLE_RATIO = 1.1  # train loss ends 10% above where it started: training made it worse
 CHANCE_MARGIN = 0.03  # accuracy within 3 points of always guessing the commonest class
 WEIGHTS_MOVED = 0.05  # trainable weights' norm changed by over 5% (weight decay alone moves it ~1%)
 
@@ -194,6 +211,10 @@ def diagnose(run: Run) -> Diagnosis:
     lowest = min(eval_losses)
     lowest_at = eval_losses.index(lowest)
     final_eval = eval_losses[-1]
+    if train[-1] > UNSTABLE_RATIO * start:  # a tiny learning rate cannot make the loss worse; big steps can
+        return verdict("diverged", f"The training loss ended higher than it started ({start:.2f} to {train[-1]:.2f}): "
+                       "the steps are too big for the model to settle, and each one can undo what the last "
+                       "learnt.", advice.replace("or add warmup", "or use a decaying schedule with warmup"))
     if train[-1] >= UNDERFIT_TRAIN_RATIO * start:
         return verdict("underfitting",
                        f"The training loss only went from {start:.2f} to {train[-1]:.2f}: the model has barely "

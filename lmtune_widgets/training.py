@@ -428,6 +428,7 @@ def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), st
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 value = loss.item()
+                run.train_losses.append(value)
                 first_loss = value if first_loss is None else first_loss
                 recent.append(value)
                 since_point.append(value)

@@ -211,6 +211,7 @@ def test_save_load_round_trip(short_config, tmp_path):
     loaded = Run.load(path)
     assert loaded.config == run.config and loaded.history == run.history
     assert loaded.learning_rates == run.learning_rates and loaded.status == run.status
+    assert loaded.train_losses == run.train_losses and len(run.train_losses) == run.meta["total_steps"]
     assert loaded.label_names == ["negative", "positive"]
     assert diagnose(loaded).verdict == diagnose(run).verdict
     assert "pickle" not in path.read_text() and json.loads(path.read_text())["format"] == "lmtune-widgets/run"
@@ -246,6 +247,15 @@ def test_predict_returns_label_names(preset_run):
     assert run.predict([]) == [] and run.predict("great app") in (["positive"], ["negative"])
 
 
+def test_accuracy_on_a_split_matches_the_runs_own_evaluation(preset_run):
+    run = preset_run("good")
+    last = run.history[-1]["eval_accuracy"]
+    assert run.accuracy("validation", limit=run.config.max_eval_samples) == pytest.approx(last, abs=0.01)
+    assert 0.75 <= run.accuracy("test") <= 1.0  # the split no choice was made on
+    with pytest.raises(ValueError, match="split='dev' is not valid: choose one of train, validation, test"):
+        run.accuracy("dev")
+
+
 def test_topic_task_has_five_labels(short_config):
     run = fine_tune(short_config.replace(task="topic"))
     assert run.label_names == ["app_website", "billing", "customer_support", "delivery", "product_quality"]
@@ -276,17 +286,21 @@ def test_twenty_runs_do_not_leak_memory():
     assert all(r.history for r in runs)
 
 
-def test_a_collapse_to_chance_reads_as_diverged_and_a_tiny_rate_as_underfitting(short_config):
-    """Accuracy at chance means diverged when big steps were taken, underfitting when the weights barely moved."""
+def test_a_collapse_or_a_rising_training_loss_reads_as_diverged_a_tiny_rate_as_underfitting(short_config):
+    """Chance accuracy after big steps, or a training loss that ends above its start, is divergence; not slowness."""
     from lmtune_widgets import Run
 
-    def fake(accuracy_end, norm_end):
-        history = [{"step": s, "epoch": s / 4, "train_loss": 0.69, "eval_loss": 0.69, "eval_accuracy": a,
+    def fake(accuracy_end, norm_end, train_end=0.69):
+        history = [{"step": s, "epoch": s / 4, "train_loss": t, "eval_loss": 0.69, "eval_accuracy": a,
                     "learning_rate": 0.01, "weight_norm": n, "elapsed_s": 0.0}
-                   for s, a, n in [(0, 0.46, 100.0), (4, 0.5, (100 + norm_end) / 2), (8, accuracy_end, norm_end)]]
+                   for s, a, n, t in [(0, 0.46, 100.0, 0.69), (4, 0.5, (100 + norm_end) / 2, 0.6),
+                                      (8, accuracy_end, norm_end, train_end)]]
         return Run(config=short_config, label_names=["negative", "positive"], status="finished", history=history,
                    meta={"chance_accuracy": 0.5, "first_train_loss": 0.69})
 
     assert diagnose(fake(0.5, 130.0)).verdict == "diverged"
     assert "collapsed" in diagnose(fake(0.5, 130.0)).reason
     assert diagnose(fake(0.5, 101.0)).verdict == "underfitting"  # 1%: what weight decay alone does
+    unstable = diagnose(fake(0.62, 101.0, train_end=0.80))  # better than chance, but training made it worse
+    assert unstable.verdict == "diverged" and "ended higher than it started (0.69 to 0.80)" in unstable.reason
+    assert diagnose(fake(0.62, 101.0, train_end=0.74)).verdict == "underfitting"  # within 10%: just slow
