@@ -41,7 +41,7 @@ def _axes(width: float = 11.0, height: float = 3.4):
     # Fixed margins, not a layout engine: measuring every label again on each redraw cost the panel 2x.
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=0.06, right=0.985, bottom=0.15, top=0.8, wspace=0.3)
-    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
+    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3, sharex=True)  # one time axis: the three panels line up
     loss_ax.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     lr_ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
@@ -104,17 +104,47 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
     for i, (run, label) in enumerate(zip(runs, labels)):
         _draw(run, loss_ax, acc_ax, lr_ax, COLOURS[i % len(COLOURS)], label, show_train)
     if runs:
-        acc_ax.axhline(runs[0].meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":")
+        chances = [run.meta.get("chance_accuracy", 0.5) for run in runs]
+        if len(set(chances)) == 1:  # guessing: one grey line, or one per run in its colour when the tasks differ
+            acc_ax.axhline(chances[0], color="grey", lw=1, ls=":")
+        else:
+            for i, chance in enumerate(chances):
+                acc_ax.axhline(chance, color=COLOURS[i % len(COLOURS)], lw=1, ls=":")
         acc_ax.legend(fontsize=7, loc="lower right")  # one entry per run (colour)
         if show_train:
             loss_ax.set_title("Loss (solid: validation, dashed: train)")
     _limit_loss_axis(loss_ax, runs)
     _limit_lr_axis(lr_ax, runs)
     rates = [v for run in runs for v in run.learning_rates if v > 0]
-    if rates and max(rates) / min(rates) > 100:  # a sweep over decades: only a log scale shows them all
+    peaks = [max(run.learning_rates) for run in runs if run.learning_rates and max(run.learning_rates) > 0]
+    if peaks and max(peaks) / min(peaks) > 10:  # peak rates a decade or more apart: only a log scale shows them all
         lr_ax.set_yscale("log")
         lr_ax.set_ylim(min(rates) / 2, max(rates) * 2)
     acc_ax.set_ylim(0, 1.02)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@_own_style
+def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = None) -> Figure:
+    """The training loss of every optimizer step, one panel per run: how noisy each step is, and how many."""
+    fig = Figure(figsize=(11.0, 3.0))
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.17, top=0.76 if title else 0.86, wspace=0.08)
+    axes = fig.subplots(1, len(runs), sharex=True, sharey=True, squeeze=False)[0]
+    for i, (ax, run, label) in enumerate(zip(axes, runs, labels)):
+        steps_per_epoch = run.meta.get("steps_per_epoch") or 1
+        epochs = [(k + 1) / steps_per_epoch for k in range(len(run.train_losses))]
+        ax.plot(epochs, _finite(run.train_losses), "-" if len(epochs) > 40 else "-o", color=COLOURS[i % len(COLOURS)],
+                lw=0.8, markersize=3)
+        ax.set_title(f"{label}: {len(epochs)} steps", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+    axes[0].set_ylabel("training loss of each step")
+    finite = [v for run in runs for v in _finite(run.train_losses) if not math.isnan(v)]
+    if finite:
+        axes[0].set_ylim(0, min(max(finite) * 1.05, 3.0))
     if title:
         fig.suptitle(title)
     return fig

@@ -1,0 +1,47 @@
+"""The static pictures, on hand-made runs (no training): scales, shared axes, one panel per run."""
+import math
+
+from lmtune_widgets import FineTuneConfig, Run
+from lmtune_widgets.plotting import plot_run, plot_runs, plot_step_losses
+
+
+def fake_run(peak: float, steps: int = 8, steps_per_epoch: int = 4) -> Run:
+    rates = [peak * (k / 2 if k < 2 else (steps - k) / (steps - 2)) for k in range(steps)]  # warmup, then decay
+    rates[-1] = peak / 1000  # nearly 0 at the end, as linear decay is
+    history = [{"step": s, "epoch": s / steps_per_epoch, "train_loss": 0.7 - 0.02 * s, "eval_loss": 0.7 - 0.01 * s,
+                "eval_accuracy": 0.5 + 0.02 * s} for s in range(0, steps + 1, 2)]
+    return Run(config=FineTuneConfig(learning_rate=peak), label_names=["negative", "positive"], status="finished",
+               history=history, learning_rates=rates, train_losses=[0.7 - 0.03 * k for k in range(steps)],
+               meta={"steps_per_epoch": steps_per_epoch, "total_steps": steps})
+
+
+def test_learning_rate_axis_is_logarithmic_only_for_peaks_decades_apart():
+    same_peak = plot_runs([fake_run(5e-4), fake_run(5e-4, steps=16)], labels=["a", "b"])
+    decades = plot_runs([fake_run(1e-5), fake_run(1e-3)], labels=["a", "b"])
+    assert same_peak.axes[2].get_yscale() == "linear"  # warmup from 0 alone does not make a sweep over decades
+    assert decades.axes[2].get_yscale() == "log"
+
+
+def test_the_three_panels_share_one_time_axis():
+    fig = plot_run(fake_run(5e-4))
+    loss, accuracy, rate = fig.axes[:3]
+    assert loss.get_xlim() == accuracy.get_xlim() == rate.get_xlim()
+    assert loss.get_xlim()[0] <= 0  # the step-0 point and the first step's rate start together
+
+
+def test_step_losses_get_one_panel_per_run_named_with_its_steps():
+    runs = [fake_run(5e-4, steps=64, steps_per_epoch=32), fake_run(5e-4, steps=4, steps_per_epoch=2)]
+    runs[1].train_losses[1] = math.inf  # a blown-up step does not break the picture
+    fig = plot_step_losses(runs, labels=["batch 4", "batch 64"], title="every step")
+    assert [ax.get_title() for ax in fig.axes] == ["batch 4: 64 steps", "batch 64: 4 steps"]
+    assert [len(ax.lines[0].get_xdata()) for ax in fig.axes] == [64, 4]
+    assert fig.axes[0].get_ylim()[1] <= 3.0
+
+
+def test_chance_is_drawn_once_or_once_per_task():
+    same = plot_runs([fake_run(5e-4), fake_run(1e-4)], labels=["a", "b"])
+    topic, sentiment = fake_run(5e-4), fake_run(5e-4)
+    topic.meta["chance_accuracy"] = 0.2
+    mixed = plot_runs([topic, sentiment], labels=["topic", "sentiment"])
+    dotted = lambda fig: sorted(line.get_ydata()[0] for line in fig.axes[1].lines if line.get_linestyle() == ":")  # noqa: E731
+    assert dotted(same) == [0.5] and dotted(mixed) == [0.2, 0.5]
