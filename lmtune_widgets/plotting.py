@@ -158,7 +158,8 @@ def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned 
     fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86)
     ax = fig.subplots()
     for i, (name, rates) in enumerate(schedules.items()):
-        ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name)
+        ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name,
+                ls=("-", "--", "-.", ":")[i % 4], lw=1.8)  # styles too: schedules often overlap
     ax.set(title=title, xlabel="optimizer step", ylabel="learning rate")
     ax.grid(alpha=0.3)
     if len(schedules) > 1:

@@ -2,7 +2,7 @@
 import math
 
 from lmtune_widgets import FineTuneConfig, Run
-from lmtune_widgets.plotting import plot_run, plot_runs, plot_step_losses
+from lmtune_widgets.plotting import plot_run, plot_runs, plot_schedules, plot_step_losses
 
 
 def fake_run(peak: float, steps: int = 8, steps_per_epoch: int = 4) -> Run:
@@ -45,3 +45,9 @@ def test_chance_is_drawn_once_or_once_per_task():
     mixed = plot_runs([topic, sentiment], labels=["topic", "sentiment"])
     dotted = lambda fig: sorted(line.get_ydata()[0] for line in fig.axes[1].lines if line.get_linestyle() == ":")  # noqa: E731
     assert dotted(same) == [0.5] and dotted(mixed) == [0.2, 0.5]
+
+
+def test_overlapping_schedules_stay_distinguishable():
+    fig = plot_schedules({"constant": [1.0] * 4, "constant_with_warmup": [0.0, 1.0, 1.0, 1.0]})
+    styles = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines]
+    assert len(set(styles)) == 2 and len({style for _, style in styles}) == 2
