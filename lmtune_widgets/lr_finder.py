@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.style
 from matplotlib.figure import Figure
 
 from .config import FineTuneConfig
 from .data import load_splits
+from .plotting import _own_style
 from .training import Callback, StopTraining, fine_tune, schedule_steps
 
 
@@ -34,11 +34,8 @@ class LRFinderResult:
     minimum: float  # the rate at the lowest smoothed loss
     steepest: float  # where the smoothed loss falls fastest
 
+    @_own_style
     def plot(self, title: str = "Learning-rate finder") -> Figure:
-        with matplotlib.style.context("default"):
-            return self._plot(title)
-
-    def _plot(self, title: str) -> Figure:
         fig = Figure(figsize=(6.5, 3.6))
         fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.88)
         ax = fig.subplots()
@@ -70,12 +67,11 @@ def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-6, end_lr
                             max_eval_samples=8, early_stopping_patience=0, max_grad_norm=0.0)
     ratio = end_lr / start_lr
 
-    class Record(Callback):
+    class Record(Callback):  # the raw losses are the run's own (`run.train_losses`); this smooths them
         def __init__(self):
-            self.losses, self.smoothed, self.average = [], [], 0.0
+            self.smoothed, self.average = [], 0.0
 
         def on_step_end(self, run, step, loss):
-            self.losses.append(loss)
             self.average = beta * self.average + (1 - beta) * (loss if math.isfinite(loss) else 1e9)
             self.smoothed.append(self.average / (1 - beta ** step))
             best = min(self.smoothed)
@@ -85,7 +81,8 @@ def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-6, end_lr
     record = Record()
     run = fine_tune(config, callbacks=[record], keep_model=False,
                     lr_lambda=lambda step: (start_lr / end_lr) * ratio ** (step / max(1, num_steps - 1)))
-    rates = run.learning_rates[: len(record.losses)]
+    losses = run.train_losses
+    rates = run.learning_rates[: len(losses)]
     smoothed = record.smoothed
     skip = min(max(2, len(smoothed) // 10), len(smoothed) - 1)
     lowest = min(range(skip, len(smoothed)), key=smoothed.__getitem__)
@@ -93,5 +90,5 @@ def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-6, end_lr
     slopes = {i: (smoothed[i] - smoothed[i - 1]) / (math.log(rates[i]) - math.log(rates[i - 1]))
               for i in range(skip + 1, lowest + 1)}
     steepest = min(slopes, key=slopes.get) if slopes else lowest
-    return LRFinderResult(rates, record.losses, smoothed, suggestion=rates[lowest] / 10, minimum=rates[lowest],
+    return LRFinderResult(rates, losses, smoothed, suggestion=rates[lowest] / 10, minimum=rates[lowest],
                           steepest=rates[steepest])

@@ -52,6 +52,12 @@ def _axes(width: float = 11.0, height: float = 3.4):
     return fig, loss_ax, acc_ax, lr_ax
 
 
+def _step_epochs(run, count: int) -> list[float]:
+    """The epoch at the end of each of the first `count` optimizer steps."""
+    steps_per_epoch = run.meta.get("steps_per_epoch") or 1
+    return [(k + 1) / steps_per_epoch for k in range(count)]
+
+
 def _draw(run, loss_ax, acc_ax, lr_ax, colour: str, label: str | None, show_train: bool = True) -> None:
     epochs = [h["epoch"] for h in run.history]
     if show_train:
@@ -60,9 +66,7 @@ def _draw(run, loss_ax, acc_ax, lr_ax, colour: str, label: str | None, show_trai
     loss_ax.plot(epochs, _finite(run.column("eval_loss")), "-o", color=colour, markersize=3,
                  label=None if label else "validation")
     acc_ax.plot(epochs, _finite(run.column("eval_accuracy")), "-o", color=colour, markersize=3, label=label)
-    steps_per_epoch = run.meta.get("steps_per_epoch") or 1
-    lr_ax.plot([(i + 1) / steps_per_epoch for i in range(len(run.learning_rates))], run.learning_rates, color=colour,
-               label=label)
+    lr_ax.plot(_step_epochs(run, len(run.learning_rates)), run.learning_rates, color=colour, label=label)
 
 
 @_own_style
@@ -115,11 +119,6 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
             loss_ax.set_title("Loss (solid: validation, dashed: train)")
     _limit_loss_axis(loss_ax, runs)
     _limit_lr_axis(lr_ax, runs)
-    rates = [v for run in runs for v in run.learning_rates if v > 0]
-    peaks = [max(run.learning_rates) for run in runs if run.learning_rates and max(run.learning_rates) > 0]
-    if peaks and max(peaks) / min(peaks) > 10:  # peak rates a decade or more apart: only a log scale shows them all
-        lr_ax.set_yscale("log")
-        lr_ax.set_ylim(min(rates) / 2, max(rates) * 2)
     acc_ax.set_ylim(0, 1.02)
     if title:
         fig.suptitle(title)
@@ -133,8 +132,7 @@ def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = 
     fig.subplots_adjust(left=0.06, right=0.985, bottom=0.17, top=0.76 if title else 0.86, wspace=0.08)
     axes = fig.subplots(1, len(runs), sharex=True, sharey=True, squeeze=False)[0]
     for i, (ax, run, label) in enumerate(zip(axes, runs, labels)):
-        steps_per_epoch = run.meta.get("steps_per_epoch") or 1
-        epochs = [(k + 1) / steps_per_epoch for k in range(len(run.train_losses))]
+        epochs = _step_epochs(run, len(run.train_losses))
         ax.plot(epochs, _finite(run.train_losses), "-" if len(epochs) > 40 else "-o", color=COLOURS[i % len(COLOURS)],
                 lw=0.8, markersize=3)
         ax.set_title(f"{label}: {len(epochs)} steps", fontsize=10)
@@ -176,8 +174,15 @@ def _limit_loss_axis(ax, runs) -> None:
 
 
 def _limit_lr_axis(ax, runs) -> None:
-    values = [v for run in runs for v in run.learning_rates if math.isfinite(v)]
-    if values and max(values) > 0:
+    """Linear from 0; a log scale when the runs' peak rates are a decade or more apart (a sweep over decades)."""
+    values = [v for run in runs for v in run.learning_rates if math.isfinite(v) and v > 0]
+    if not values:
+        return
+    peaks = [peak for peak in (max(run.learning_rates, default=0.0) for run in runs) if peak > 0]
+    if max(peaks) / min(peaks) > 10:
+        ax.set_yscale("log")
+        ax.set_ylim(min(values) / 2, max(values) * 2)
+    else:
         ax.set_ylim(0, max(values) * 1.08)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
 

@@ -197,7 +197,8 @@ def diagnose(run: Run) -> Diagnosis:
     at_chance = _finite(final_accuracy) and final_accuracy <= chance + CHANCE_MARGIN
     norms = [h["weight_norm"] for h in history if _finite(h.get("weight_norm"))]
     moved = len(norms) >= 2 and norms[0] > 0 and abs(norms[-1] - norms[0]) > WEIGHTS_MOVED * norms[0]
-    advice = f"Lower the learning rate (try {run.config.learning_rate / 10:.0e}) or add warmup."
+    lower = f"Lower the learning rate (try {run.config.learning_rate / 10:.0e})"
+    advice = f"{lower} or add warmup."
     if run.status == "diverged" or nonfinite or (at_chance and train and max(train) > 1.5 * start):
         return verdict("diverged", "The loss blew up instead of going down, so the model ended no better than "
                        "guessing.", advice)
@@ -214,7 +215,7 @@ def diagnose(run: Run) -> Diagnosis:
     if train[-1] > UNSTABLE_RATIO * start:  # a tiny learning rate cannot make the loss worse; big steps can
         return verdict("diverged", f"The training loss ended higher than it started ({start:.2f} to {train[-1]:.2f}): "
                        "the steps are too big for the model to settle, and each one can undo what the last "
-                       "learnt.", advice.replace("or add warmup", "or use a decaying schedule with warmup"))
+                       "learnt.", f"{lower} or use a decaying schedule with warmup.")
     if train[-1] >= UNDERFIT_TRAIN_RATIO * start:
         return verdict("underfitting",
                        f"The training loss only went from {start:.2f} to {train[-1]:.2f}: the model has barely "
