@@ -7,8 +7,9 @@
 
 Names follow `transformers.TrainingArguments`, so what a learner learns here carries over to `Trainer`.
 Every field is validated when the config is built: a bad value raises a `ValueError` that names the field,
-the value and the allowed range. Bounds that depend on the model (how many layers can be frozen) are
-checked at the start of `fine_tune`, once the model is known.
+the value and the allowed range. Whole-number settings take a whole float (16.0, as a slider or JSON may
+give) and store it as an int; 16.5, True or "16" are errors. Bounds that depend on the model (how many
+layers can be frozen) are checked at the start of `fine_tune`, once the model is known.
 """
 from __future__ import annotations
 
@@ -94,7 +95,10 @@ class FineTuneConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check(f.name, getattr(self, f.name), f.type)
+            value = getattr(self, f.name)
+            _check(f.name, value, f.type)
+            if f.type == "int" and not isinstance(value, int):  # a whole float such as 16.0 (checked above)
+                object.__setattr__(self, f.name, int(value))
 
     # ------------------------------------------------------------------ building and copying
     @classmethod

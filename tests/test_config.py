@@ -1,4 +1,6 @@
 """Every setting is checked when a config is built, with an error that names it and its allowed range."""
+from dataclasses import fields
+
 import pytest
 
 from lmtune_widgets import PRESETS, FineTuneConfig, describe, field_names
@@ -11,6 +13,8 @@ BAD_VALUES = [
     ("learning_rate", "fast", "learning_rate='fast' is not valid: expected a number"),
     ("per_device_train_batch_size", 0, "per_device_train_batch_size=0 is out of range: allowed from 1 to 1024"),
     ("per_device_train_batch_size", 8.5, "per_device_train_batch_size=8.5 is not valid: expected a whole number"),
+    ("per_device_train_batch_size", 16.5, "per_device_train_batch_size=16.5 is not valid: expected a whole number from 1 to 1024"),
+    ("per_device_train_batch_size", True, "per_device_train_batch_size=True is not valid: expected a whole number"),
     ("num_train_epochs", 0, "num_train_epochs=0 is out of range: allowed from 0.05 to 100"),
     ("dropout", 0.95, "dropout=0.95 is out of range: allowed from 0 to 0.9"),
     ("dropout", -0.1, "dropout=-0.1 is out of range"),
@@ -52,8 +56,23 @@ def test_unknown_field_is_named():
         FineTuneConfig().replace(learning_rat=1e-3)
 
 
-def test_whole_number_floats_are_accepted_for_integers():
-    assert FineTuneConfig(per_device_train_batch_size=32.0).per_device_train_batch_size == 32
+INT_FIELDS = [f.name for f in fields(FineTuneConfig) if f.type == "int"]
+
+
+@pytest.mark.parametrize("name", INT_FIELDS)
+def test_whole_number_floats_are_stored_as_ints(name):
+    default = getattr(FineTuneConfig(), name)
+    value = getattr(FineTuneConfig(**{name: float(default)}), name)
+    assert type(value) is int and value == default, (name, value)
+
+
+def test_whole_number_floats_from_share_strings_and_copies_are_ints():
+    shared = FineTuneConfig.from_share_string('{"per_device_train_batch_size":32.0,"seed":7.0}')
+    assert type(shared.per_device_train_batch_size) is int and shared.per_device_train_batch_size == 32
+    assert type(shared.seed) is int and shared.seed == 7
+    copied = FineTuneConfig().replace(max_train_samples=512.0)
+    assert type(copied.max_train_samples) is int and copied == FineTuneConfig(max_train_samples=512)
+    assert copied.to_share_string() == '{"max_train_samples":512}'
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
