@@ -3,12 +3,16 @@
     from lmtune_widgets.data import load_splits, tokenize
     splits = load_splits("sentiment")          # the bundled customer messages, offline
     splits.train["text"][:3], splits.label_names  # -> [...], ["negative", "positive"]
-    splits = load_splits(dataset="rotten_tomatoes")   # a Hugging Face data set, online
+    splits = load_splits(dataset="rotten_tomatoes")   # a Hugging Face data set: online once, then from the cache
 
 The bundled file `data/customer_feedback.csv` has a fixed `split` column (train/validation/test), so every
 learner and every test sees the same examples. A run uses the first `max_train_samples` rows of the train
 split (the file is shuffled once, when it was made, with balanced labels) and flips `label_noise` of their
 labels with its own seed.
+
+A Hugging Face data set loaded once (online, e.g. by an instructor before a workshop) is read from the local
+datasets cache afterwards, with no network and with HF_DATASETS_OFFLINE=1; only a data set missing from the
+cache is fetched from the hub.
 """
 from __future__ import annotations
 
@@ -63,19 +67,45 @@ def load_splits(task: str = "sentiment", dataset: str | None = None) -> Splits:
     return Splits(parts["train"], parts["validation"], parts["test"], label_names, f"bundled:{task}")
 
 
-def _load_hub_splits(name: str) -> Splits:
+def _load_hub_dataset(name: str) -> "datasets.DatasetDict":  # noqa: F821
+    """All splits of the Hugging Face data set `name`: from the local datasets cache when it was loaded once
+    before (no network needed, so a pre-cached workshop works with HF_DATASETS_OFFLINE=1), else from the hub,
+    failing within seconds when the hub is switched off or out of reach.
+
+        raw = _load_hub_dataset("rotten_tomatoes")   # online once; later offline too, from the cache
+    """
     import datasets
 
     try:
-        ensure_hub_reachable(what=f"dataset={name!r}")
-        raw = datasets.load_dataset(name)
+        return _load_cached(name)
+    except Exception as error:  # not cached (or not readable): the hub is the only other place
+        cache_miss = f"not taken from the datasets cache {datasets.config.HF_DATASETS_CACHE}: {_first_line(error)}"
+    try:
+        ensure_hub_reachable(what=f"dataset={name!r} ({cache_miss})")
+        return datasets.load_dataset(name)
     except HubUnavailableError:
         raise
-    except Exception as error:  # offline mode, unknown name, no network
+    except Exception as error:  # unknown name, no network
         raise HubUnavailableError(
-            f"dataset={name!r} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+            f"dataset={name!r} could not be loaded ({type(error).__name__}: {_first_line(error)}). "
             "Leave dataset unset to use the bundled customer messages (task='sentiment' or 'topic'), which work offline."
         ) from None
+
+
+def _load_cached(name: str) -> "datasets.DatasetDict":  # noqa: F821
+    """The newest prepared copy of `name` in the datasets cache: the lookup `datasets` itself makes in
+    offline mode (its `Cache` builder), made here whatever the mode, so a cached data set needs no network."""
+    from datasets.packaged_modules.cache.cache import Cache
+
+    return Cache(repo_id=name, dataset_name=name.split("/")[-1], version="auto", hash="auto").as_dataset()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0][:200]
+
+
+def _load_hub_splits(name: str) -> Splits:
+    raw = _load_hub_dataset(name)
     train = raw["train"]
     text_column = next((c for c in TEXT_COLUMNS if c in train.column_names), None)
     label_column = next((c for c in LABEL_COLUMNS if c in train.column_names), None)

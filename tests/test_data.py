@@ -1,13 +1,20 @@
-"""The bundled customer messages: size, labels, lengths, balance, no near-duplicates, a data card."""
+"""The bundled customer messages (size, labels, lengths, balance, no near-duplicates, a data card) and
+Hugging Face data sets (read from the local cache offline)."""
 import collections
 import csv
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lmtune_widgets.data import bundled_data_path, flip_labels, load_splits
 
+ROOT = Path(__file__).resolve().parent.parent
 TOPICS = {"delivery", "billing", "product_quality", "customer_support", "app_website"}
 
 
@@ -94,3 +101,59 @@ def test_label_noise_is_seeded_and_exact():
     assert flip_labels(labels, 0.2, 2, seed=3)[0] == noisy and flip_labels(labels, 0.2, 2, seed=4)[0] != noisy
     five, _ = flip_labels(list(range(5)) * 20, 0.5, 5, seed=0)
     assert sum(a != b for a, b in zip(list(range(5)) * 20, five)) == 50
+
+
+# ------------------------------------------------------------------------------------ Hugging Face data sets
+# Tiny data sets as a hub data set would come: one class after another, labels as text or odd numbers.
+HUB_LIKE = {
+    "toy_text_labels": ("text", "label", {"train": ["pos"] * 12 + ["neg"] * 12,
+                                          "validation": ["pos"] * 4 + ["neg"] * 4, "test": ["neg"] * 3 + ["pos"] * 3}),
+    "toy_one_two": ("sentence", "label", {"train": [2] * 10 + [1] * 10, "test": [1] * 3 + [2] * 3}),
+    "toy_signed": ("review", "sentiment", {"train": [1] * 8 + [-1] * 8, "validation": [-1] * 3 + [1] * 3}),
+}
+LOAD_FROM_CACHE = """
+import json, sys
+import datasets
+from lmtune_widgets.data import load_splits
+out = {}
+for folder in sys.argv[1:]:
+    datasets.load_dataset(folder)  # as a first online load would: the prepared data set lands in the cache
+    name = folder.rsplit("/", 1)[-1]
+    splits = load_splits(dataset=name)  # offline: it must come from the cache
+    out[name] = {"label_names": splits.label_names, "source": splits.source,
+                 **{split: {"text": list(getattr(splits, split)["text"]), "label": list(getattr(splits, split)["label"])}
+                    for split in ("train", "validation", "test") if getattr(splits, split) is not None}}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def cached_hub_splits(tmp_path_factory):
+    """What `load_splits(dataset=...)` gives offline for the HUB_LIKE data sets, loaded once into the datasets
+    cache of a fresh HF_HOME (in a child process: datasets reads HF_HOME when it is imported)."""
+    root = tmp_path_factory.mktemp("hub")
+    folders = []
+    for name, (text_column, label_column, splits) in HUB_LIKE.items():
+        (root / name).mkdir()
+        for split, labels in splits.items():
+            with open(root / name / f"{split}.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow([text_column, label_column])
+                writer.writerows([f"{split} row {i} says {label}", label] for i, label in enumerate(labels))
+        folders.append(str(root / name))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(root / "hf_home"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    (root / "elsewhere").mkdir()  # not next to the folders: the names must resolve through the cache
+    result = subprocess.run([sys.executable, "-c", LOAD_FROM_CACHE, *folders], cwd=root / "elsewhere", env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_cached_hub_dataset_loads_offline(cached_hub_splits):
+    toy = cached_hub_splits["toy_text_labels"]
+    assert toy["source"] == "hub:toy_text_labels"
+    assert [len(toy[split]["label"]) for split in ("train", "validation", "test")] == [24, 8, 6]
+    carved = cached_hub_splits["toy_one_two"]  # no validation file: 10% of train becomes validation
+    assert len(carved["train"]["label"]) + len(carved["validation"]["label"]) == 20
