@@ -62,7 +62,7 @@ def load_splits(task: str = "sentiment", dataset: str | None = None) -> Splits:
     to_id = {name: i for i, name in enumerate(label_names)}
     table = table.map(lambda row: {"label": to_id[row[task]]})
     parts = {name: table.filter(lambda row, name=name: row["split"] == name) for name in ("train", "validation", "test")}
-    keep = ["text", "label"]
+    keep = ["text", "label", "phenomenon"]  # phenomenon: what makes a message hard (for error analysis only)
     parts = {k: v.select_columns(keep) for k, v in parts.items()}
     return Splits(parts["train"], parts["validation"], parts["test"], label_names, f"bundled:{task}")
 
@@ -105,6 +105,8 @@ def _first_line(error: Exception) -> str:
 
 
 def _load_hub_splits(name: str) -> Splits:
+    import datasets
+
     raw = _load_hub_dataset(name)
     train = raw["train"]
     text_column = next((c for c in TEXT_COLUMNS if c in train.column_names), None)
@@ -112,22 +114,27 @@ def _load_hub_splits(name: str) -> Splits:
     if text_column is None or label_column is None:
         raise ValueError(f"dataset={name!r} needs a text column (one of {TEXT_COLUMNS}) and a label column "
                          f"(one of {LABEL_COLUMNS}); it has {train.column_names}")
-    feature = train.features[label_column]
-    label_names = list(getattr(feature, "names", None) or [str(v) for v in sorted(set(train[label_column]))])
-
-    def tidy(split):
-        split = split.rename_columns({text_column: "text"} if text_column != "text" else {})
-        if label_column != "label":
-            split = split.rename_column(label_column, "label")
-        return split.select_columns(["text", "label"])
-
     if "validation" in raw:
         validation = raw["validation"]
     else:  # carve a fixed validation split out of train
         parts = train.train_test_split(test_size=0.1, seed=0)
         train, validation = parts["train"], parts["test"]
-    test = raw["test"] if "test" in raw else None
-    return Splits(tidy(train), tidy(validation), tidy(test) if test is not None else None, label_names, f"hub:{name}")
+    parts = {"train": train, "validation": validation, "test": raw["test"] if "test" in raw else None}
+    parts = {split: table.rename_columns({text_column: "text", label_column: "label"}).select_columns(["text", "label"])
+             for split, table in parts.items() if table is not None}
+    feature = parts["train"].features["label"]
+    if isinstance(feature, datasets.ClassLabel):  # already ids 0..K-1, with names
+        label_names = list(feature.names)
+    else:  # text labels, or numbers other than 0..K-1 (1/2, -1/1): ids in the sorted order of the values
+        values = sorted(set().union(*(table["label"] for table in parts.values())))
+        label_names = [str(value) for value in values]
+        to_id = {value: i for i, value in enumerate(values)}
+        features = datasets.Features({"text": parts["train"].features["text"],
+                                      "label": datasets.ClassLabel(names=label_names)})
+        parts = {split: table.map(lambda batch: {"label": [to_id[value] for value in batch["label"]]}, batched=True,
+                                  features=features)
+                 for split, table in parts.items()}
+    return Splits(parts["train"], parts["validation"], parts.get("test"), label_names, f"hub:{name}")
 
 
 def flip_labels(labels: list[int], fraction: float, num_labels: int, seed: int) -> tuple[list[int], np.ndarray]:

@@ -1,5 +1,5 @@
 """The bundled customer messages (size, labels, lengths, balance, no near-duplicates, a data card) and
-Hugging Face data sets (read from the local cache offline)."""
+Hugging Face data sets (read from the local cache offline, labels made ids)."""
 import collections
 import csv
 import json
@@ -157,3 +157,13 @@ def test_cached_hub_dataset_loads_offline(cached_hub_splits):
     assert [len(toy[split]["label"]) for split in ("train", "validation", "test")] == [24, 8, 6]
     carved = cached_hub_splits["toy_one_two"]  # no validation file: 10% of train becomes validation
     assert len(carved["train"]["label"]) + len(carved["validation"]["label"]) == 20
+
+
+@pytest.mark.parametrize("name,label_names", [("toy_text_labels", ["neg", "pos"]), ("toy_one_two", ["1", "2"]),
+                                              ("toy_signed", ["-1", "1"])])
+def test_hub_labels_become_ids_in_sorted_order(cached_hub_splits, name, label_names):
+    splits = cached_hub_splits[name]
+    assert splits["label_names"] == label_names
+    for split in ("train", "validation", "test"):
+        for text, label in zip(splits.get(split, {}).get("text", []), splits.get(split, {}).get("label", [])):
+            assert label in range(len(label_names)) and text.endswith(f" says {label_names[label]}"), (split, text, label)
