@@ -10,9 +10,12 @@ learner and every test sees the same examples. A run uses the first `max_train_s
 split (the file is shuffled once, when it was made, with balanced labels) and flips `label_noise` of their
 labels with its own seed.
 
-A Hugging Face data set loaded once (online, e.g. by an instructor before a workshop) is read from the local
-datasets cache afterwards, with no network and with HF_DATASETS_OFFLINE=1; only a data set missing from the
-cache is fetched from the hub.
+A Hugging Face data set's splits are put once in a fixed, label-interleaved order (`interleave_by_label`),
+so the first N rows hold every class even when the file stores one class after another (rotten_tomatoes);
+the bundled file keeps its own order. Labels given as text or as numbers other than 0..K-1 become ids
+0..K-1 in the sorted order of the values. A data set loaded once (online, e.g. by an instructor before a
+workshop) is read from the local datasets cache afterwards, with no network and with HF_DATASETS_OFFLINE=1;
+only a data set missing from the cache is fetched from the hub.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from .hub import HubUnavailableError, ensure_hub_reachable
 DATA_FILE = "customer_feedback.csv"
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment")
+HUB_ORDER_SEED = 0  # the one fixed order of a hub data set's rows (see interleave_by_label)
 
 
 @dataclass
@@ -134,7 +138,28 @@ def _load_hub_splits(name: str) -> Splits:
         parts = {split: table.map(lambda batch: {"label": [to_id[value] for value in batch["label"]]}, batched=True,
                                   features=features)
                  for split, table in parts.items()}
+    parts = {split: table.select(interleave_by_label(table["label"])) for split, table in parts.items()}
     return Splits(parts["train"], parts["validation"], parts.get("test"), label_names, f"hub:{name}")
+
+
+def interleave_by_label(labels, seed: int = HUB_ORDER_SEED) -> list[int]:
+    """Row indices that deal the rows out label by label, so that the first N rows are as balanced as the data
+    allows: a run takes the first `max_train_samples` / `max_eval_samples` rows of a split, and hub files are
+    often stored one class after another.
+
+        split = split.select(interleave_by_label(split["label"]))
+
+    Each label's rows are shuffled with `seed`, then taken in rounds of one row per label (the labels in a
+    shuffled order each round); once a label runs out, the others go on. The default seed is fixed rather than
+    the run's, so every run sees the same rows and the frozen-feature cache stays shared between runs.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    rank = np.empty(len(labels), dtype=np.int64)  # which round each row is dealt in
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        rank[rng.permutation(rows)] = np.arange(len(rows))
+    return np.lexsort((rng.random(len(labels)), rank)).tolist()
 
 
 def flip_labels(labels: list[int], fraction: float, num_labels: int, seed: int) -> tuple[list[int], np.ndarray]:

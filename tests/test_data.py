@@ -1,7 +1,8 @@
-"""The bundled customer messages (size, labels, lengths, balance, no near-duplicates, a data card) and
-Hugging Face data sets (read from the local cache offline, labels made ids)."""
+"""The bundled customer messages (size, labels, lengths, balance, no near-duplicates, a data card, a fixed
+order) and Hugging Face data sets (read from the local cache offline, labels made ids, rows interleaved)."""
 import collections
 import csv
+import hashlib
 import json
 import os
 import re
@@ -103,7 +104,51 @@ def test_label_noise_is_seeded_and_exact():
     assert sum(a != b for a, b in zip(list(range(5)) * 20, five)) == 50
 
 
+# The bundled order is what recorded runs were trained on: it must never change.
+BUNDLED_ORDER_SHA256 = {
+    "sentiment": "863bc14cf6f71548fa73a599012814420f944bfefb6fcba0294c5e24029832c3",
+    "topic": "a751f42c9fc8f842b057e86f69474fed6b26f09d74b8eb6f029287f126ce1310",
+}
+
+
+@pytest.mark.parametrize("task", sorted(BUNDLED_ORDER_SHA256))
+def test_bundled_rows_keep_their_order(task):
+    splits = load_splits(task)
+    assert splits.train["text"][:2] == [
+        "The response time on chat was incredible, maybe fifteen seconds, and the answer was spot on.",
+        "Not impressed. The parcel wasn't even in the right town when it was supposed to be at my door.",
+    ]
+    assert splits.train["label"][:8] == {"sentiment": [1, 0, 1, 0, 1, 0, 1, 0], "topic": [2, 3, 4, 1, 3, 2, 1, 0]}[task]
+    rows = [f"{name}\t{label}\t{text}" for name in ("train", "validation", "test")
+            for text, label in zip(getattr(splits, name)["text"], getattr(splits, name)["label"])]
+    assert hashlib.sha256("\n".join(rows).encode()).hexdigest() == BUNDLED_ORDER_SHA256[task]
+
+
 # ------------------------------------------------------------------------------------ Hugging Face data sets
+def assert_interleaved(labels):
+    """Every prefix is balanced as far as the data allows: a label leads another by more than one row only
+    once the other has no rows left."""
+    totals = collections.Counter(labels)
+    counts = collections.Counter()
+    for n, label in enumerate(labels, 1):
+        counts[label] += 1
+        for a in totals:
+            for b in totals:
+                assert counts[a] <= counts[b] + 1 or counts[b] == totals[b], (n, dict(counts), labels)
+
+
+def test_interleave_by_label_balances_every_prefix_with_a_fixed_seed():
+    from lmtune_widgets.data import interleave_by_label
+
+    grouped = [0] * 30 + [1] * 10 + [2] * 20  # as some hub files store them: one class after another
+    order = interleave_by_label(grouped)
+    assert sorted(order) == list(range(len(grouped)))
+    assert_interleaved([grouped[i] for i in order])
+    assert interleave_by_label(grouped) == order  # the default seed is fixed, not the run's
+    assert interleave_by_label(grouped, seed=1) != order
+    assert order[:12] != sorted(order[:12])  # rows of one label are shuffled, not kept in file order
+
+
 # Tiny data sets as a hub data set would come: one class after another, labels as text or odd numbers.
 HUB_LIKE = {
     "toy_text_labels": ("text", "label", {"train": ["pos"] * 12 + ["neg"] * 12,
@@ -167,3 +212,12 @@ def test_hub_labels_become_ids_in_sorted_order(cached_hub_splits, name, label_na
     for split in ("train", "validation", "test"):
         for text, label in zip(splits.get(split, {}).get("text", []), splits.get(split, {}).get("label", [])):
             assert label in range(len(label_names)) and text.endswith(f" says {label_names[label]}"), (split, text, label)
+
+
+@pytest.mark.parametrize("name", sorted(HUB_LIKE))
+def test_hub_splits_are_interleaved_by_label(cached_hub_splits, name):
+    """A run takes the first N rows of each split: from a file stored one class after another, they must still
+    hold every class."""
+    for split in ("train", "validation", "test"):
+        if split in cached_hub_splits[name]:
+            assert_interleaved(cached_hub_splits[name][split]["label"])
