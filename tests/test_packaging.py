@@ -2,24 +2,35 @@
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the package tomli (in the test extras)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def names(requirements):
-    return {re.split(r"[<>=!~\[ ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    return {re.split(r"[<>=!~\[ ;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def markers(requirements):
+    """The environment markers (`; python_version < "3.11"`) by requirement name, quotes and spaces dropped."""
+    return {names([r]).pop(): re.sub(r"[\s'\"]", "", r.split(";", 1)[1]) for r in requirements if ";" in r}
 
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = names(project["dependencies"]) | names(project["optional-dependencies"]["test"])
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
     lines = (ROOT / "environment.yml").read_text().splitlines()
     pip_section = lines[lines.index("  - pip:") + 1:]
-    listed = names(line.strip()[2:] for line in pip_section if line.strip().startswith("- "))
-    assert listed == wanted
+    listed = [line.strip()[2:] for line in pip_section if line.strip().startswith("- ")]
+    assert names(listed) == names(wanted)
+    assert markers(listed) == markers(wanted)
+    assert markers(wanted)["tomli"] == "python_version<3.11"  # this file reads TOML on Python 3.10 too
 
 
 def test_wheel_carries_the_bundled_data(tmp_path):
