@@ -45,12 +45,12 @@ class Splits:
     source: str
 
 
-def bundled_data_path() -> Path:
-    """Where the bundled CSV is: `data/` in a checkout, or inside the installed package."""
-    checkout = Path(__file__).resolve().parent.parent / "data" / DATA_FILE
+def bundled_data_path(name: str = DATA_FILE) -> Path:
+    """Where a bundled file is: `data/` in a checkout, or inside the installed package."""
+    checkout = Path(__file__).resolve().parent.parent / "data" / name
     if checkout.exists():
         return checkout
-    return Path(str(resources.files("lmtune_widgets") / "bundled" / DATA_FILE))
+    return Path(str(resources.files("lmtune_widgets") / "bundled" / name))
 
 
 @lru_cache(maxsize=4)

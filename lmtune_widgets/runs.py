@@ -20,7 +20,7 @@ from .config import FineTuneConfig
 
 FORMAT = "lmtune-widgets/run"
 FORMAT_VERSION = 1
-STATUSES = ("running", "finished", "diverged", "stopped")
+STATUSES = ("running", "finished", "diverged", "stopped", "failed")
 
 
 @dataclass(eq=False)
@@ -29,11 +29,13 @@ class Run:
 
     config: FineTuneConfig
     label_names: list[str]
-    status: str = "running"  # "finished" | "diverged" | "stopped" once it ends
+    status: str = "running"  # "finished" | "diverged" | "stopped" | "failed" once it ends
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per evaluation point
     learning_rates: list[float] = field(default_factory=list)  # the rate used at every optimizer step
     train_losses: list[float] = field(default_factory=list)  # the training loss of every optimizer step
-    meta: dict[str, Any] = field(default_factory=dict)  # sizes, timings, device
+    meta: dict[str, Any] = field(default_factory=dict)  # sizes, timings, device, threads, versions
+    kept: dict[str, Any] = field(default_factory=dict)  # the kept model on the whole validation split (see below)
+    error: str | None = None  # why a "failed" run failed
     model: Any = field(default=None, repr=False)
     tokenizer: Any = field(default=None, repr=False)
 
@@ -98,7 +100,8 @@ class Run:
         return {"format": FORMAT, "version": FORMAT_VERSION, "status": self.status, "config": self.config.to_dict(),
                 "label_names": self.label_names, "history": [_json_safe(h) for h in self.history],
                 "learning_rates": [_json_safe(x) for x in self.learning_rates],
-                "train_losses": [_json_safe(x) for x in self.train_losses], "meta": _json_safe(self.meta)}
+                "train_losses": [_json_safe(x) for x in self.train_losses], "meta": _json_safe(self.meta),
+                "kept": _json_safe(self.kept), "error": self.error}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -125,7 +128,8 @@ class Run:
             run = cls(config=FineTuneConfig.from_dict(data["config"]), label_names=list(data["label_names"]),
                       status=data["status"], history=history,
                       learning_rates=[_from_json(x) for x in data["learning_rates"]], meta=dict(data["meta"]),
-                      train_losses=[_from_json(x) for x in data.get("train_losses", [])])  # older files lack them
+                      train_losses=[_from_json(x) for x in data.get("train_losses", [])],  # older files lack these
+                      kept=dict(data.get("kept") or {}), error=data.get("error"))
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise ValueError(f"{source} is a damaged run file: {type(error).__name__}: {error}") from None
         if run.status not in STATUSES:

@@ -3,10 +3,15 @@
     from lmtune_widgets import FineTuneConfig, fine_tune
     run = fine_tune(FineTuneConfig(learning_rate=1e-4))
     run.history[-1]     # {"step": 96, "epoch": 3.0, "train_loss": ..., "eval_loss": ..., "eval_accuracy": ...}
+    run.kept            # what the model the run keeps scores on the whole validation split
 
-Each step is the loop from transformers' `run_glue_no_trainer.py`: forward, loss, backward, clip, optimizer
-step, scheduler step. Every `steps_per_epoch / evals_per_epoch` steps the model is evaluated and a point
-is added to the history; callbacks see each point as it happens (the panel draws from them).
+`fine_tune` is three parts, each usable alone: `prepare` (data, model, frozen features, optimizer), `fit`
+(the loop) and `finish` (best weights back, the kept model scored, callbacks told). Each step is the loop from
+transformers' `run_glue_no_trainer.py`: forward, loss, backward, clip, optimizer step, scheduler step. Every
+`steps_per_epoch / evals_per_epoch` steps the model is evaluated and a point is added to the history.
+Callbacks (named as in `TrainerCallback`) see each event as it happens; the panel draws from them. The run's
+own rules are callbacks too: the Stop button, the divergence guard and early stopping each end a run by
+raising an `EndTraining` that carries the run's status.
 
 Why it is fast on a laptop CPU: the frozen bottom of the model (embeddings + `freeze_layers` layers) runs
 in eval mode, so its output for an example is the same every epoch. It is computed once per example
@@ -15,11 +20,15 @@ to a fixed length, and evaluation runs under `torch.inference_mode` on batches s
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import platform
 import re
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 import torch
@@ -32,6 +41,7 @@ from .runs import Run
 
 DIVERGENCE_FACTOR = 3.0  # recent train loss above this x the first loss means the run blew up
 EVAL_BATCH_SIZE = 128
+TRAIN_EVAL_SAMPLES = 256  # the fixed training subsample scored in eval mode (step 0, and `thorough` runs)
 NO_DECAY = re.compile(r"bias|layernorm|rmsnorm|(?:^|\.)norm(?:$|\.)|_norm(?:$|\.)")
 
 
@@ -43,13 +53,29 @@ class Callback:
     """
 
     def on_train_begin(self, run: Run) -> None: ...
+    def on_step_begin(self, run: Run, step: int) -> None: ...
     def on_step_end(self, run: Run, step: int, loss: float) -> None: ...
     def on_evaluate(self, run: Run, point: dict[str, Any]) -> None: ...
     def on_train_end(self, run: Run) -> None: ...
 
 
-class StopTraining(Exception):
-    """Raised by a callback to end the run now, keeping its history."""
+class EndTraining(Exception):
+    """Ends a run from a callback, with the status it gets; `evaluate` adds one last evaluation point first."""
+
+    status = "stopped"
+    evaluate = False
+
+
+class StopTraining(EndTraining):
+    """Raised by a callback to end the run now, keeping its history (status "stopped")."""
+
+
+class Diverged(EndTraining):
+    status, evaluate = "diverged", True
+
+
+class StoppedEarly(EndTraining):
+    status = "finished"  # early stopping is a normal end: the best weights are kept
 
 
 class _FunctionCallback(Callback):
@@ -60,7 +86,63 @@ class _FunctionCallback(Callback):
         self.function(run, point)
 
 
-# --------------------------------------------------------------------------------------------- devices
+# --------------------------------------------------------------------------------------------- the run's own rules
+class StopWhenSet(Callback):
+    """The Stop button: ends the run before the next step once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def on_step_begin(self, run, step):
+        if self.event.is_set():
+            raise StopTraining
+
+
+class DivergenceGuard(Callback):
+    """Ends the run as "diverged" when a loss is not finite, or the mean of the last 10 batches is over
+    `DIVERGENCE_FACTOR` times the first batch's loss."""
+
+    def __init__(self):
+        self.first, self.recent = None, deque(maxlen=10)
+
+    def on_step_end(self, run, step, loss):
+        self.first = loss if self.first is None else self.first
+        self.recent.append(loss)
+        blew_up = len(self.recent) >= 5 and sum(self.recent) / len(self.recent) > DIVERGENCE_FACTOR * self.first
+        if not math.isfinite(loss) or blew_up:
+            raise Diverged
+
+
+class EarlyStopping(Callback):
+    """Ends the run after `patience` evaluations without a lower validation loss, and puts back the weights
+    of the best point, like Trainer's `load_best_model_at_end`. The step-0 point (before training) never counts."""
+
+    def __init__(self, patience: int, parameters: list[nn.Parameter]):
+        self.patience, self.parameters = patience, parameters
+        self.best_loss, self.best_step, self.best_state, self.waited = math.inf, None, None, 0
+
+    def on_evaluate(self, run, point):
+        if point["step"] == 0:
+            return
+        if point["eval_loss"] < self.best_loss - 1e-4:
+            self.best_loss, self.best_step, self.waited = point["eval_loss"], point["step"], 0
+            self.best_state = [p.detach().clone() for p in self.parameters]
+        else:
+            self.waited += 1
+        if self.waited >= self.patience:
+            run.meta["stopped_early_at_step"] = point["step"]
+            raise StoppedEarly
+
+    def on_train_end(self, run):
+        if self.best_state is None:
+            return
+        with torch.no_grad():
+            for p, kept in zip(self.parameters, self.best_state):
+                p.copy_(kept)
+        run.meta["restored_best_step"] = run.kept["step"] = self.best_step
+
+
+# --------------------------------------------------------------------------------------------- devices, precision
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -73,10 +155,22 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device):
-    """bfloat16 mixed precision on GPUs that support it; plain float32 elsewhere."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+def pick_precision(device_type: str, capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    """The autocast dtype for a device: bfloat16 on GPUs that have it natively (compute capability 8.0 and up:
+    A100, H100, RTX 30xx/40xx), float16 on older ones (a Colab T4 is 7.5; `torch.cuda.is_bf16_supported()`
+    also counts slow emulation), and None (plain float32) on CPUs and Apple GPUs."""
+    if device_type != "cuda":
+        return None
+    if capability is None:
+        capability = torch.cuda.get_device_capability()
+    return torch.bfloat16 if capability >= (8, 0) else torch.float16
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None):
+    """One mixed-precision context per run, entered at every forward pass (a no-op in float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------- optimizer
@@ -191,7 +285,8 @@ class FrozenPrefix:
         self.current: torch.Tensor | None = None
 
     @torch.no_grad()
-    def compute(self, ids: list[list[int]], pad_id: int, device: torch.device) -> list[torch.Tensor]:
+    def compute(self, ids: list[list[int]], pad_id: int, device: torch.device,
+                autocast=contextlib.nullcontext()) -> list[torch.Tensor]:
         """The output of layer n-1 for each example, (length, hidden), without padding."""
         out: list[torch.Tensor | None] = [None] * len(ids)
         captured = {}
@@ -208,7 +303,7 @@ class FrozenPrefix:
             for batch in by_length(ids, 64):
                 inputs = pad_batch([ids[i] for i in batch], pad_id, device)
                 try:
-                    with _autocast(device):
+                    with autocast:
                         self.model(**inputs)
                 except _Captured:
                     pass
@@ -282,197 +377,324 @@ def estimate_seconds(config: FineTuneConfig, num_train: int, num_eval: int, num_
 
 
 # --------------------------------------------------------------------------------------------- the loop
-def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), stop_event: threading.Event | None = None,
-              keep_model: bool = True, lr_lambda: Callable[[int], float] | None = None) -> Run:
-    """Fine-tune a pretrained model as `config` says; blocks until the run ends and returns its `Run`.
+@dataclass(eq=False)
+class Job:
+    """What one run needs while it trains: made by `prepare`, used by `fit` and `finish`."""
 
-    `stop_event` (a `threading.Event`) is checked before every step: set it to end the run, keeping its
-    history. With `keep_model=False` the trained weights are dropped at the end (sweeps that only need
-    the curves keep less memory alive); `run.predict` then explains that they are gone. `lr_lambda(step)`
-    replaces the schedule with learning_rate x lr_lambda(step) (the learning-rate finder uses it).
-    """
-    config = config or FineTuneConfig()
-    if not isinstance(config, FineTuneConfig):
-        raise TypeError(f"config must be a FineTuneConfig, not {type(config).__name__}")
-    callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
-    t_setup = time.perf_counter()
+    config: FineTuneConfig
+    run: Run
+    model: nn.Module
+    tokenizer: Any
+    device: torch.device
+    autocast: Any  # the run's mixed-precision context (a no-op in float32)
+    scaler: Any  # torch.amp.GradScaler: scales float16 losses, passes everything else through
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train: dict[str, list]  # input_ids and label (as trained: noisy when label_noise > 0)
+    validation: dict[str, list]  # the whole validation split: input_ids, label, phenomenon
+    prefix: FrozenPrefix | None
+    train_states: list | None  # the frozen layers' output for each example, or None
+    validation_states: list | None
+    shuffler: torch.Generator
+    thorough: bool
+    callbacks: list[Callback] = field(default_factory=list)  # the learner's
+    rules: list[Callback] = field(default_factory=list)  # the run's own: stop, divergence, early stopping
+    step: int = 0
+    since_point: list[float] = field(default_factory=list)  # training losses since the last point
+    t0: float = 0.0
+
+    @property
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def dispatch(self, event: str, *args) -> None:
+        """Call `event` on the learner's callbacks, then on the run's own rules."""
+        for callback in (*self.callbacks, *self.rules):
+            getattr(callback, event)(self.run, *args)
+
+
+def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = None, thorough: bool = False) -> Job:
+    """Set-up: data, model, frozen features (computed once, reused by the next run that shares them), optimizer."""
     device = pick_device(config.device)
-
-    # ---- data and model
     splits = load_splits(config.task, config.dataset)
     num_labels = len(splits.label_names)
     model, tokenizer = load_model(config.model_name, num_labels, config.dropout, config.from_scratch, config.seed,
                                   id2label=dict(enumerate(splits.label_names)))
     num_layers = len(transformer_layers(model))
     check_fits(config, num_train=min(config.max_train_samples, len(splits.train)), num_layers=num_layers)
+    dtype = pick_precision(device.type)
+    autocast = autocast_for(device, dtype)
+    run = Run(config=config, label_names=list(splits.label_names), status="running", meta=machine_facts(device, dtype))
+    if thorough:  # before any change to the weights: what the pretrained model knows
+        run.meta["similarity_before"] = _pretrained_similarity(config, model, tokenizer, device)
     freeze_bottom(model, config.freeze_layers)
     model.to(device)
+
     train = tokenize(splits.train, tokenizer, config.max_length, config.max_train_samples)
-    evalset = tokenize(splits.validation, tokenizer, config.max_length, config.max_eval_samples)
-    num_train = len(train["label"])
-    train_lengths = [len(x) for x in train["input_ids"]]
-    train_labels, flipped = flip_labels(train["label"], config.label_noise, num_labels, config.seed)
-    eval_labels = torch.tensor(evalset["label"])
-    pad_id = tokenizer.pad_token_id
-
+    validation = tokenize(splits.validation, tokenizer, config.max_length, None)
+    validation["phenomenon"] = (list(splits.validation["phenomenon"]) if "phenomenon" in splits.validation.column_names
+                                else [None] * len(validation["label"]))
+    num_train, num_eval = len(train["label"]), min(config.max_eval_samples, len(validation["label"]))
+    train["label"], flipped = flip_labels(train["label"], config.label_noise, num_labels, config.seed)
     steps_per_epoch, total_steps, warmup_steps = schedule_steps(config, num_train)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    eval_labels = torch.tensor(validation["label"][:num_eval])
     trainable, total_params = count_parameters(model)
-    majority = torch.bincount(eval_labels, minlength=num_labels).max().item() / len(eval_labels)
-    run = Run(config=config, label_names=list(splits.label_names), status="running", meta={
-        "device": str(device), "num_train": num_train, "num_eval": len(eval_labels), "num_layers": num_layers,
-        "trainable_parameters": trainable, "total_parameters": total_params, "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps, "warmup_steps": warmup_steps, "eval_every": eval_every,
-        "chance_accuracy": majority, "flipped_labels": int(flipped.sum()), "data": splits.source,
-    })
+    run.meta.update({
+        "num_train": num_train, "num_eval": num_eval, "num_validation": len(validation["label"]),
+        "num_layers": num_layers, "trainable_parameters": trainable, "total_parameters": total_params,
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
+        "eval_every": max(1, steps_per_epoch // config.evals_per_epoch),
+        "chance_accuracy": torch.bincount(eval_labels, minlength=num_labels).max().item() / num_eval,
+        "flipped_labels": int(flipped.sum()), "data": splits.source})
 
-    # ---- frozen features, computed once (and reused by the next run with the same frozen part)
+    # frozen features: computed once, and kept for the next run with the same frozen part
     prefix = FrozenPrefix(model, config.freeze_layers) if config.freeze_layers > 0 else None
-    train_states = eval_states = None
+    train_states = validation_states = None
     t_cache = time.perf_counter()
     if prefix is not None:
         key = _prefix_key(config, device)
         with _PREFIX_LOCK:
             cached = _PREFIX_CACHE.get(key)
         if cached is None:
-            train_states = prefix.compute(train["input_ids"], pad_id, device)
-            eval_states = prefix.compute(evalset["input_ids"], pad_id, device)
-            cached = (train_states, eval_states, prefix.returns_tuple)
+            pad_id = tokenizer.pad_token_id
+            ids = validation["input_ids"]  # the evaluated subset alone first, so its numbers never depend on the rest
+            cached = (prefix.compute(train["input_ids"], pad_id, device, autocast),
+                      prefix.compute(ids[:num_eval], pad_id, device, autocast)
+                      + prefix.compute(ids[num_eval:], pad_id, device, autocast),
+                      prefix.returns_tuple)
             with _PREFIX_LOCK:
                 _PREFIX_CACHE[key] = cached
                 while len(_PREFIX_CACHE) > _PREFIX_CACHE_SIZE:
                     _PREFIX_CACHE.popitem(last=False)
-        train_states, eval_states, prefix.returns_tuple = cached
+        train_states, validation_states, prefix.returns_tuple = cached
         prefix.install()
     run.meta["cache_s"] = time.perf_counter() - t_cache
 
-    # ---- optimizer and schedule
     torch.manual_seed(config.seed)  # dropout
-    shuffler = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.learning_rate,
                                   betas=(0.9, 0.999), eps=1e-8)
-    if lr_lambda is None:
-        scheduler = make_scheduler(config, optimizer, total_steps, warmup_steps)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    trainable_params = [p for p in model.parameters() if p.requires_grad]
+    scheduler = (make_scheduler(config, optimizer, total_steps, warmup_steps) if lr_lambda is None
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
+               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough)
 
-    def evaluate(ids: list[list[int]], labels_all: torch.Tensor, states: list | None) -> tuple[float, float]:
-        """Mean loss and accuracy over a data set, in eval mode, batches sorted by length."""
-        model.eval()
-        loss_sum, correct = 0.0, 0
-        with torch.inference_mode():
-            for batch in by_length(ids, EVAL_BATCH_SIZE):
-                inputs = pad_batch([ids[i] for i in batch], pad_id, device)
-                labels = labels_all[batch].to(device)
-                if prefix is not None:
-                    prefix.use([states[i] for i in batch])
-                with _autocast(device):
-                    logits = model(**inputs).logits.float()
-                loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-                correct += (logits.argmax(-1) == labels).sum().item()
-        model.train()
-        return loss_sum / len(labels_all), correct / len(labels_all)
 
-    run.meta["setup_s"] = time.perf_counter() - t_setup
-    best_loss, best_state, evals_since_best = math.inf, None, 0
-    recent: deque[float] = deque(maxlen=10)
-    since_point: list[float] = []
-    first_loss = None
-    step = 0
-    t0 = time.perf_counter()
+def evaluate(job: Job, ids: list[list[int]], labels: list[int], states: list | None) -> tuple[float, float, list[int]]:
+    """Mean loss, accuracy and each example's predicted class, in eval mode, on batches sorted by length."""
+    job.model.eval()
+    targets = torch.tensor(labels)
+    loss_sum, predicted = 0.0, [0] * len(ids)
+    with torch.inference_mode():
+        for batch in by_length(ids, EVAL_BATCH_SIZE):
+            inputs = pad_batch([ids[i] for i in batch], job.tokenizer.pad_token_id, job.device)
+            if job.prefix is not None:
+                job.prefix.use([states[i] for i in batch])
+            with job.autocast:
+                logits = job.model(**inputs).logits.float()  # (B, num_labels)
+            loss_sum += nn.functional.cross_entropy(logits, targets[batch].to(job.device), reduction="sum").item()
+            for i, guess in zip(batch, logits.argmax(-1).tolist()):
+                predicted[i] = guess
+    job.model.train()
+    correct = sum(guess == label for guess, label in zip(predicted, labels))
+    return loss_sum / len(ids), correct / len(ids), predicted
 
-    def add_point() -> dict[str, Any]:
-        eval_loss, eval_accuracy = evaluate(evalset["input_ids"], eval_labels, eval_states)
-        if step == 0:  # before any step: the loss on (up to) 256 training examples, so both curves start together
-            n = min(num_train, 256)
-            train_loss = evaluate(train["input_ids"][:n], torch.tensor(train_labels[:n]),
-                                  train_states[:n] if prefix is not None else None)[0]
-        else:  # the mean loss of the training batches since the last point, as Trainer logs it
-            train_loss = sum(since_point) / len(since_point) if since_point else math.nan
-        since_point.clear()
-        with torch.no_grad():
-            weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in trainable_params)).item() if trainable_params else 0.0
-        point = {"step": step, "epoch": step / steps_per_epoch, "train_loss": train_loss, "eval_loss": eval_loss,
-                 "eval_accuracy": eval_accuracy, "learning_rate": run.learning_rates[-1] if run.learning_rates else 0.0,
-                 "weight_norm": weight_norm, "elapsed_s": time.perf_counter() - t0}
-        run.history.append(point)
-        for callback in callbacks:
-            callback.on_evaluate(run, point)
-        return point
 
-    model.train()
+def _train_subsample_loss(job: Job) -> float:
+    """The loss on the first `TRAIN_EVAL_SAMPLES` training examples (their labels as trained), in eval mode."""
+    n = min(len(job.train["label"]), TRAIN_EVAL_SAMPLES)
+    states = job.train_states[:n] if job.prefix is not None else None
+    return evaluate(job, job.train["input_ids"][:n], job.train["label"][:n], states)[0]
+
+
+def add_point(job: Job) -> dict[str, Any]:
+    """Evaluate now, add the point to the history, and show it to the callbacks."""
+    run, num_eval = job.run, job.run.meta["num_eval"]
+    states = job.validation_states[:num_eval] if job.prefix is not None else None
+    eval_loss, eval_accuracy, _ = evaluate(job, job.validation["input_ids"][:num_eval],
+                                           job.validation["label"][:num_eval], states)
+    if job.step == 0:  # before any step: the loss on the training subsample, so both curves start together
+        train_loss = _train_subsample_loss(job)
+    else:  # the mean loss of the training batches since the last point, as Trainer logs it
+        train_loss = sum(job.since_point) / len(job.since_point) if job.since_point else math.nan
+    job.since_point.clear()
+    with torch.no_grad():
+        weights = job.trainable
+        weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in weights)).item() if weights else 0.0
+    point = {"step": job.step, "epoch": job.step / run.meta["steps_per_epoch"], "train_loss": train_loss,
+             "eval_loss": eval_loss, "eval_accuracy": eval_accuracy,
+             "learning_rate": run.learning_rates[-1] if run.learning_rates else 0.0, "weight_norm": weight_norm,
+             "elapsed_s": time.perf_counter() - job.t0}
+    if job.thorough:  # the training loss without dropout: comparable with the validation loss
+        point["train_eval_loss"] = train_loss if job.step == 0 else _train_subsample_loss(job)
+    run.history.append(point)
+    job.dispatch("on_evaluate", point)
+    return point
+
+
+def train_step(job: Job, batch: list[int]) -> float:
+    """One optimizer step on one batch; returns its loss."""
+    inputs = pad_batch([job.train["input_ids"][i] for i in batch], job.tokenizer.pad_token_id, job.device)
+    labels = torch.tensor([job.train["label"][i] for i in batch], device=job.device)
+    if job.prefix is not None:
+        job.prefix.use([job.train_states[i] for i in batch])
+    job.run.learning_rates.append(job.optimizer.param_groups[0]["lr"])
+    with job.autocast:
+        logits = job.model(**inputs).logits.float()  # (B, num_labels)
+    loss = nn.functional.cross_entropy(logits, labels)
+    job.scaler.scale(loss).backward()
+    if job.config.max_grad_norm > 0:
+        job.scaler.unscale_(job.optimizer)
+        nn.utils.clip_grad_norm_(job.trainable, job.config.max_grad_norm)
+    job.scaler.step(job.optimizer)
+    job.scaler.update()
+    job.scheduler.step()
+    job.optimizer.zero_grad(set_to_none=True)
+    value = loss.item()
+    job.run.train_losses.append(value)
+    job.since_point.append(value)
+    return value
+
+
+def one_epoch(job: Job) -> None:
+    """A pass over the shuffled training batches, evaluating every `eval_every` steps and at the very end."""
+    meta = job.run.meta
+    for batch in training_batches([len(x) for x in job.train["input_ids"]], job.config.per_device_train_batch_size,
+                                  job.shuffler):
+        job.dispatch("on_step_begin", job.step)
+        loss = train_step(job, batch)
+        job.step += 1
+        job.dispatch("on_step_end", job.step, loss)
+        if job.step % meta["eval_every"] == 0 or job.step == meta["total_steps"]:
+            add_point(job)
+        if job.step >= meta["total_steps"]:
+            return
+
+
+def fit(job: Job) -> None:
+    """Evaluate where the model starts (step 0), then train epoch after epoch until the planned steps are done."""
+    job.model.train()
+    job.t0 = time.perf_counter()
+    job.dispatch("on_train_begin")
+    add_point(job)
+    while job.step < job.run.meta["total_steps"]:
+        one_epoch(job)
+
+
+def finish(job: Job, keep_model: bool) -> None:
+    """End a run however it ended: the run's own rules first (early stopping puts the best weights back), then
+    the kept model is scored on the whole validation split, then the learner's callbacks see the final run."""
+    run = job.run
+    run.meta["train_s"] = time.perf_counter() - job.t0
+    t = time.perf_counter()
     try:
-        for callback in callbacks:
-            callback.on_train_begin(run)
-        add_point()  # step 0: where the model starts
-        status = "finished"
-        while step < total_steps and status == "finished":
-            for batch in training_batches(train_lengths, config.per_device_train_batch_size, shuffler):
-                if stop_event is not None and stop_event.is_set():
-                    status = "stopped"
-                    break
-                inputs = pad_batch([train["input_ids"][i] for i in batch], pad_id, device)
-                labels = torch.tensor([train_labels[i] for i in batch], device=device)
-                if prefix is not None:
-                    prefix.use([train_states[i] for i in batch])
-                run.learning_rates.append(optimizer.param_groups[0]["lr"])
-                with _autocast(device):
-                    logits = model(**inputs).logits.float()  # (B, num_labels)
-                loss = nn.functional.cross_entropy(logits, labels)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(trainable_params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                value = loss.item()
-                run.train_losses.append(value)
-                first_loss = value if first_loss is None else first_loss
-                recent.append(value)
-                since_point.append(value)
-                for callback in callbacks:
-                    callback.on_step_end(run, step, value)
-                blew_up = len(recent) >= 5 and sum(recent) / len(recent) > DIVERGENCE_FACTOR * first_loss
-                if not math.isfinite(value) or blew_up:
-                    status = "diverged"
-                    add_point()
-                    break
-                if step % eval_every == 0 or step == total_steps:
-                    point = add_point()
-                    if point["eval_loss"] < best_loss - 1e-4:
-                        best_loss, evals_since_best = point["eval_loss"], 0
-                        if config.early_stopping_patience:
-                            best_state = {id(p): p.detach().clone() for p in trainable_params}
-                    else:
-                        evals_since_best += 1
-                    if config.early_stopping_patience and evals_since_best >= config.early_stopping_patience:
-                        run.meta["stopped_early_at_step"] = step
-                        status = "early_stopped"
-                        break
-                if step >= total_steps:
-                    break
-    except StopTraining:
-        status = "stopped"
+        if run.history:
+            run.kept["step"] = run.history[-1]["step"]
+        for rule in job.rules:
+            rule.on_train_end(run)
+        if run.status != "failed" and run.history:
+            _score_kept(job)
+    finally:
+        if job.prefix is not None:
+            job.prefix.remove()
+        job.model.eval()
+    if job.thorough and run.status != "failed":
+        from .measures import sentence_similarity
+
+        run.kept["similarity"] = sentence_similarity(job.model, job.tokenizer, job.device)
+    run.meta["finish_s"] = time.perf_counter() - t
+    run.meta["first_train_loss"] = run.history[0]["train_loss"] if run.history else None  # where the curve starts
+    if keep_model:
+        run.model, run.tokenizer = job.model, job.tokenizer
+    for callback in job.callbacks:
+        callback.on_train_end(run)
+
+
+def _score_kept(job: Job) -> None:
+    """The kept model on the whole validation split: loss, accuracy, and its errors by kind of message."""
+    from .measures import errors_by_phenomenon
+
+    validation = job.validation
+    loss, accuracy, predicted = evaluate(job, validation["input_ids"], validation["label"], job.validation_states)
+    job.run.kept.update(validation_loss=loss, validation_accuracy=accuracy,
+                        errors_by_phenomenon=errors_by_phenomenon(predicted, validation["label"],
+                                                                  validation["phenomenon"]))
+
+
+def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), stop_event: threading.Event | None = None,
+              keep_model: bool = True, lr_lambda: Callable[[int], float] | None = None, thorough: bool = False) -> Run:
+    """Fine-tune a pretrained model as `config` says; blocks until the run ends and returns its `Run`.
+
+    `stop_event` (a `threading.Event`) is checked before every step: set it to end the run, keeping its
+    history. With `keep_model=False` the trained weights are dropped at the end (sweeps that only need
+    the curves keep less memory alive); `run.predict` then explains that they are gone. `lr_lambda(step)`
+    replaces the schedule with learning_rate x lr_lambda(step) (the learning-rate finder uses it).
+    `thorough=True` also measures, as recorded runs do, the training loss in eval mode at every point
+    (`train_eval_loss`) and the kept model's sentence similarity (`run.kept["similarity"]`: what it forgot).
+
+    A run that raises keeps what it had: its status is "failed" (or "stopped" on Ctrl-C), `run.error` says
+    why, the callbacks' `on_train_end` still runs, and the exception carries the run as `error.run`.
+    """
+    config = config or FineTuneConfig()
+    if not isinstance(config, FineTuneConfig):
+        raise TypeError(f"config must be a FineTuneConfig, not {type(config).__name__}")
+    job = prepare(config, lr_lambda, thorough)
+    job.callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
+    job.rules = [StopWhenSet(stop_event)] if stop_event is not None else []
+    job.rules.append(DivergenceGuard())
+    if config.early_stopping_patience:
+        job.rules.append(EarlyStopping(config.early_stopping_patience, job.trainable))
+    run = job.run
+    try:
+        fit(job)
+        run.status = "finished"
+    except EndTraining as end:
+        run.status = end.status
+        if end.evaluate:  # e.g. where a diverged run ended up
+            with contextlib.suppress(EndTraining):
+                add_point(job)
     except BaseException as error:
-        run.status = "stopped"
+        run.status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+        run.error = f"{type(error).__name__}: {error}"
         error.run = run  # nothing lost: whoever catches this still has the history so far
         raise
     finally:
-        if prefix is not None:
-            prefix.remove()
-        model.eval()
-    if best_state is not None:  # early stopping keeps the best weights, like load_best_model_at_end
-        with torch.no_grad():
-            for p in trainable_params:
-                p.copy_(best_state[id(p)])
-        run.meta["restored_best_step"] = min(run.history, key=lambda h: h["eval_loss"])["step"]
-    run.status = "finished" if status == "early_stopped" else status
-    run.meta["train_s"] = time.perf_counter() - t0
-    run.meta["first_train_loss"] = run.history[0]["train_loss"] if run.history else first_loss  # where the curve starts
-    if keep_model:
-        run.model, run.tokenizer = model, tokenizer
-    for callback in callbacks:
-        callback.on_train_end(run)
+        finish(job, keep_model)
     return run
+
+
+def machine_facts(device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
+    """Where and how a run ran: a recorded run is only reproduced bit for bit on the same kind."""
+    import transformers
+
+    from . import __version__
+
+    return {"device": str(device), "precision": str(dtype or torch.float32).replace("torch.", ""),
+            "threads": torch.get_num_threads(), "processor": _processor(device), "torch": torch.__version__,
+            "transformers": transformers.__version__, "kit": __version__}
+
+
+@lru_cache(maxsize=None)
+def _processor(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+_SIMILARITY_BEFORE: dict[tuple, float] = {}
+
+
+def _pretrained_similarity(config: FineTuneConfig, model, tokenizer, device) -> float:
+    """The untouched model's sentence similarity, measured once per model in a process."""
+    from .measures import sentence_similarity
+
+    key = (config.model_name, config.from_scratch, config.seed if config.from_scratch else None, str(device))
+    if key not in _SIMILARITY_BEFORE:
+        _SIMILARITY_BEFORE[key] = sentence_similarity(model.to(device), tokenizer, device)
+    return _SIMILARITY_BEFORE[key]

@@ -136,9 +136,25 @@ def test_callback_error_propagates_with_the_partial_run(short_config):
     def broken(run, point):
         raise KeyError("boom")
 
+    ended = []
+
+    class SeesTheEnd(Callback):
+        def on_train_end(self, run):
+            ended.append(run.status)
+
     with pytest.raises(KeyError) as error:
-        fine_tune(short_config, callbacks=[broken])
-    assert error.value.run.history and error.value.run.status == "stopped"
+        fine_tune(short_config, callbacks=[broken, SeesTheEnd()])
+    run = error.value.run
+    assert run.history and run.status == "failed" and run.error == "KeyError: 'boom'"
+    assert ended == ["failed"]  # callbacks are told how the run ended, even when it failed
+    assert diagnose(run).verdict in ("underfitting", "good fit", "overfitting", "diverged")
+
+
+def test_a_failed_run_survives_a_round_trip(short_config, tmp_path):
+    run = Run(config=short_config, label_names=["negative", "positive"], status="failed", error="KeyError: 'boom'",
+              history=[{"step": 0, "epoch": 0.0, "train_loss": 0.7, "eval_loss": 0.7, "eval_accuracy": 0.5}])
+    loaded = Run.load(run.save(tmp_path / "failed.json"))
+    assert loaded.status == "failed" and loaded.error == "KeyError: 'boom'"
 
 
 def test_divergence_is_detected_and_history_kept(short_config):
@@ -152,10 +168,71 @@ def test_divergence_is_detected_and_history_kept(short_config):
 def test_early_stopping_restores_the_best_weights(preset_run):
     config = FineTuneConfig.from_preset("overfit", early_stopping_patience=2)
     run = fine_tune(config)
-    best = min(run.history, key=lambda h: h["eval_loss"])
+    trained = [h for h in run.history if h["step"] > 0]  # the step-0 point is where the model started: never kept
+    best = min(trained, key=lambda h: h["eval_loss"])
     assert run.meta["stopped_early_at_step"] < run.meta["total_steps"]
-    assert run.meta["restored_best_step"] == best["step"]
+    assert run.meta["restored_best_step"] == run.kept["step"] == best["step"] != run.history[-1]["step"]
     assert len(run.history) < len(preset_run("overfit").history)
+    # the weights in the model are the best point's: scoring them again gives that point's accuracy
+    assert run.accuracy("validation", limit=run.meta["num_eval"]) == pytest.approx(best["eval_accuracy"], abs=1e-9)
+
+
+def test_early_stopping_never_reports_the_starting_point_as_kept(short_config):
+    # steps this large make every trained point worse than where the model started (step 0)
+    config = short_config.replace(learning_rate=3e-3, label_noise=0.2, num_train_epochs=3, evals_per_epoch=3,
+                                  freeze_layers=3, max_train_samples=96, early_stopping_patience=2)
+    run = fine_tune(config)
+    assert min(run.history, key=lambda h: h["eval_loss"])["step"] == 0, run.history
+    trained = [h for h in run.history if h["step"] > 0]
+    kept = min(trained, key=lambda h: h["eval_loss"])
+    assert run.meta["restored_best_step"] == run.kept["step"] == kept["step"] > 0
+    assert run.accuracy("validation", limit=run.meta["num_eval"]) == pytest.approx(kept["eval_accuracy"], abs=1e-9)
+
+
+def test_the_kept_model_is_scored_on_the_whole_validation_split(short_config):
+    run = fine_tune(short_config)
+    kept = run.kept
+    assert kept["step"] == run.history[-1]["step"]
+    assert run.meta["num_validation"] == 351 > run.meta["num_eval"]
+    errors = kept["errors_by_phenomenon"]
+    assert set(errors) == {"plain", "negation", "mixed", "sarcasm", "typo"}
+    assert sum(total for _, total in errors.values()) == 351
+    assert kept["validation_accuracy"] == pytest.approx(1 - sum(e for e, _ in errors.values()) / 351)
+    assert kept["validation_accuracy"] == pytest.approx(run.accuracy("validation"), abs=1 / 351)
+    assert {"threads", "torch", "transformers", "processor", "precision"} <= set(run.meta)
+
+
+def test_thorough_runs_measure_the_eval_mode_training_loss_and_forgetting(short_config):
+    from lmtune_widgets.measures import sentence_similarity
+
+    run = fine_tune(short_config.replace(freeze_layers=4, learning_rate=3e-3), thorough=True)
+    assert all(math.isfinite(h["train_eval_loss"]) for h in run.history)
+    assert run.history[0]["train_eval_loss"] == run.history[0]["train_loss"]
+    assert run.meta["similarity_before"] > 0.8  # the pretrained MiniLM ranks the pairs much as people do
+    assert run.kept["similarity"] == pytest.approx(sentence_similarity(run.model, run.tokenizer))
+    assert run.kept["similarity"] != run.meta["similarity_before"]  # two trained layers moved the embeddings
+    head_only = fine_tune(short_config.replace(freeze_layers=6), thorough=True)
+    assert head_only.kept["similarity"] == pytest.approx(head_only.meta["similarity_before"], abs=1e-6)
+
+
+def test_thorough_measuring_does_not_change_the_training(short_config):
+    plain, thorough = fine_tune(short_config), fine_tune(short_config, thorough=True)
+    assert plain.train_losses == thorough.train_losses
+    assert [h["eval_loss"] for h in plain.history] == [h["eval_loss"] for h in thorough.history]
+
+
+@pytest.mark.parametrize("device, capability, expected", [
+    ("cpu", None, None), ("mps", None, None),
+    ("cuda", (7, 5), "float16"),  # a Colab T4: no native bfloat16, so float16 with a gradient scaler
+    ("cuda", (8, 0), "bfloat16"), ("cuda", (9, 0), "bfloat16")])
+def test_mixed_precision_is_native_bfloat16_or_float16(device, capability, expected):
+    import torch
+
+    from lmtune_widgets.training import pick_precision
+
+    dtype = pick_precision(device, capability)
+    assert (None if dtype is None else str(dtype).replace("torch.", "")) == expected
+    assert isinstance(dtype, (torch.dtype, type(None)))
 
 
 def test_label_noise_flips_only_training_labels(short_config):
@@ -304,3 +381,12 @@ def test_a_collapse_or_a_rising_training_loss_reads_as_diverged_a_tiny_rate_as_u
     unstable = diagnose(fake(0.62, 101.0, train_end=0.80))  # better than chance, but training made it worse
     assert unstable.verdict == "diverged" and "ended higher than it started (0.69 to 0.80)" in unstable.reason
     assert diagnose(fake(0.62, 101.0, train_end=0.74)).verdict == "underfitting"  # within 10%: just slow
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    from lmtune_widgets.measures import spearman
+
+    a, b = [1, 2, 2, 3, 5, 4, 0.5], [2, 1, 3, 3, 5, 5, 0]
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
