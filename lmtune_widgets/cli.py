@@ -1,6 +1,8 @@
-"""Command line: one fine-tune, with a progress bar and a one-line summary.
+"""Command line: one fine-tune, with a progress bar and a one-line summary; recording and checking the atlas.
 
     python -m lmtune_widgets run --preset overfit --learning_rate 1e-4 --out run.json --plot curves.png
+    python -m lmtune_widgets record --shard 1/2      # record the atlas's missing runs (resumable)
+    python -m lmtune_widgets verify --sample 2       # re-run 2 recorded runs; exit 0 only if they match
 
 Every `FineTuneConfig` field is an option (`--<field> VALUE`). A bad value prints one line to stderr and
 exits with status 2; no traceback for a user's mistake.
@@ -47,7 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(FineTuneConfig):
         kind = {"float": _number("float"), "int": _number("int"), "bool": _bool}.get(f.type, str)
         run.add_argument(f"--{f.name}", type=kind, default=None, metavar="VALUE")
+    record = commands.add_parser("record", help="record the atlas's runs that are not recorded yet (resumable)")
+    record.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N", help="take every N-th run, from the I-th")
+    record.add_argument("--threads", type=int, default=1, help="torch threads (kept fixed; written in every run)")
+    record.add_argument("--section", action="append", help="only sections whose name starts with this (repeatable)")
+    record.add_argument("--limit", type=int, help="record at most this many runs")
+    record.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = commands.add_parser("verify", help="re-run recorded runs and compare every number with the record")
+    verify.add_argument("--sample", type=int, default=2, help="how many recorded runs to re-run")
+    verify.add_argument("--cheapest", action="store_true", help="the cheapest runs instead of random ones")
+    verify.add_argument("--seed", type=int, help="seed of the random choice")
     return parser
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 1/2, got {text!r}") from None
+    return index, count
 
 
 
@@ -58,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse already printed its one-line error and usage
         return int(exit_.code or 0)
-    overrides = {f.name: getattr(args, f.name) for f in fields(FineTuneConfig) if getattr(args, f.name) is not None}
     try:
+        if args.command == "record":
+            return _record(args)
+        if args.command == "verify":
+            return _verify(args)
+        overrides = {f.name: getattr(args, f.name) for f in fields(FineTuneConfig) if getattr(args, f.name) is not None}
         config = FineTuneConfig.from_preset(args.preset, **overrides)
         return _run(config, args)
     except (ValueError, OSError, RuntimeError) as error:
@@ -71,12 +95,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(config: FineTuneConfig, args) -> int:
+def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
     hf_logging.disable_progress_bar()
+
+
+def _record(args) -> int:
+    from .atlas import record
+
+    _quiet_libraries()
+    count = record(shard=args.shard, threads=args.threads, sections=args.section, limit=args.limit, quiet=args.quiet)
+    print(f"recorded {count} runs")
+    return 0
+
+
+def _verify(args) -> int:
+    from .atlas import verify
+
+    _quiet_libraries()
+    return 0 if verify(sample=args.sample, cheapest=args.cheapest, seed=args.seed) else 1
+
+
+def _run(config: FineTuneConfig, args) -> int:
+    _quiet_libraries()
     from .runs import diagnose
     from .training import Callback, fine_tune
 

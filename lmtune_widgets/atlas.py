@@ -1,0 +1,397 @@
+"""Recorded runs: real fine-tunes, recorded once with several seeds, shipped with the kit, shown at once.
+
+    from lmtune_widgets import atlas
+    book = atlas.load()              # the bundled recorded runs, offline
+    book.configs()                   # every recorded FineTuneConfig (seed included)
+    book.runs(cfg)                   # the recorded Runs whose config equals cfg apart from the seed
+    book.band(cfg)                   # per evaluation point: step, epoch, mean/min/max of the curves over the seeds
+    book.lookup(cfg)                 # the runs for cfg, or the nearest recorded config, saying it is not the same
+
+Every run of this kit is deterministic on a CPU: the same config, seed, torch version, processor and thread count
+give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable),
+shipped as plain JSON lines in `data/atlas/`, drawn instantly by the panel and the lessons, and proven real by
+re-running any of them (`python -m lmtune_widgets verify --sample 2`).
+
+Matching a control to a recorded config tolerates float rounding: the learning rate is matched on the
+learning-rate slider's positions (tenths of a decade: 10^-3.3 is 5e-4), other numbers to 4 significant digits.
+CPU and GPU records are kept apart: `load(device="cuda")` reads the GPU ones.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import FineTuneConfig
+from .runs import Run
+
+FORMAT = "lmtune-widgets/recorded-run"
+FORMAT_VERSION = 1
+SEEDS = (42, 1, 2, 3, 4)  # 42 is the default seed: pressing Run on the defaults re-creates one recorded run
+FEW_SEEDS = 3  # every recorded config; the defaults and the presets get all five
+
+# One knob at a time around the defaults (at least five values each, log-spaced where the knob is).
+ONE_KNOB: dict[str, tuple] = {
+    "learning_rate": (1e-5, 3e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3),
+    "per_device_train_batch_size": (4, 8, 16, 32, 64, 128),
+    "num_train_epochs": (0.5, 1, 2, 3, 5),
+    "dropout": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "weight_decay": (0.0, 0.01, 0.1, 0.3, 1.0),
+    "lr_scheduler_type": ("linear", "cosine", "constant", "constant_with_warmup", "polynomial"),
+    "warmup_ratio": (0.0, 0.05, 0.1, 0.2, 0.3),
+    "freeze_layers": (0, 1, 2, 3, 4, 5, 6),
+    "max_train_samples": (128, 256, 512, 1024, 1616),
+    "label_noise": (0.0, 0.05, 0.1, 0.2, 0.3),
+}
+# The grids the lessons draw, for each task. Dropout and freezing use a third of the data, where overfitting
+# shows and full fine-tuning stays affordable to record; a lesson's panel starts from the same base.
+SMALL = {"max_train_samples": 512, "evals_per_epoch": 2}
+LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
+    "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
+    "dropout_x_noise": ({**SMALL, "num_train_epochs": 5},
+                        {"dropout": (0.0, 0.1, 0.3, 0.5), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
+    "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3e-5, 1e-4, 5e-4, 2e-3)}),
+}
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+def grid() -> list[tuple[str, FineTuneConfig]]:
+    """Every (section, config) to record, seed included, most useful first; duplicates appear once."""
+    from itertools import product
+
+    from .config import PRESETS, TASKS
+
+    planned: list[tuple[str, dict]] = []
+    for task in TASKS:
+        planned += [("defaults", {"task": task, "seed": seed}) for seed in SEEDS]
+    for preset in PRESETS:
+        planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
+    for knob, values in ONE_KNOB.items():
+        planned += [(f"one knob: {knob}", {knob: v, "seed": seed}) for v in values for seed in SEEDS[:FEW_SEEDS]]
+    for name, (base, axes) in LESSON_GRIDS.items():
+        for task, values in product(TASKS, product(*axes.values())):
+            planned += [(f"lessons: {name}", {**base, "task": task, **dict(zip(axes, values)), "seed": seed})
+                        for seed in SEEDS[:FEW_SEEDS]]
+    seen, out = set(), []
+    for section, changes in planned:
+        config = FineTuneConfig(**changes)
+        if config not in seen:
+            seen.add(config)
+            out.append((section, config))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ matching
+def config_key(config: FineTuneConfig, seed: bool = False) -> tuple:
+    """What makes two configs the same recorded experiment: the learning rate on the slider's tenth-of-a-decade
+    positions, other numbers to 4 significant digits, the seed only when asked."""
+    items = []
+    for name, value in config.to_dict().items():
+        if name == "seed" and not seed:
+            continue
+        if name == "learning_rate":
+            value = ("log10", round(math.log10(value), 1))
+        elif isinstance(value, float):
+            value = float(f"{value:.4g}")
+        items.append((name, value))
+    return tuple(items)
+
+
+# ------------------------------------------------------------------------------------------------ the store
+def atlas_dir() -> Path:
+    from .data import bundled_data_path
+
+    return bundled_data_path("atlas")
+
+
+def _round(value: Any) -> Any:
+    """Floats to 7 significant digits (float32 holds about 7): what is stored and compared."""
+    if isinstance(value, float):
+        return float(f"{value:.7g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v) for v in value]
+    return value
+
+
+def to_record(run: Run) -> dict[str, Any]:
+    """A run as one compact JSON line: the config's changes from the defaults, curves as columns, no learning
+    rates (they follow from the config), no weights."""
+    keys = list(run.history[0]) if run.history else []
+    history = {k: [h.get(k) for h in run.history] for k in keys}
+    if "elapsed_s" in history:
+        history["elapsed_s"] = [round(x, 2) for x in history["elapsed_s"]]
+    return {"format": FORMAT, "version": FORMAT_VERSION, "config": run.config.changes(), "status": run.status,
+            "label_names": run.label_names, "history": _round(history), "train_losses": _round(run.train_losses),
+            "kept": _round(run.kept), "meta": _round(run.meta)}
+
+
+def from_record(record: dict[str, Any]) -> Run:
+    """The Run a record holds; its learning rates are re-planned from its config."""
+    from .training import planned_learning_rates
+
+    config = FineTuneConfig.from_dict(record["config"])
+    columns = record["history"]
+    nan = lambda v: math.nan if v is None else v  # noqa: E731
+    history = [{k: nan(columns[k][i]) for k in columns} for i in range(len(columns.get("step", [])))]
+    losses = [nan(x) for x in record["train_losses"]]
+    rates = planned_learning_rates(config, record["meta"]["num_train"])[: len(losses)]
+    return Run(config=config, label_names=list(record["label_names"]), status=record["status"], history=history,
+               learning_rates=rates, train_losses=losses, meta={**record["meta"], "recorded": True},
+               kept=dict(record.get("kept") or {}))
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    """The records of one file; a last line cut short by a killed recorder is skipped."""
+    records = []
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue
+            raise ValueError(f"{path}:{number} is not a recorded run (not valid JSON)") from None
+        if record.get("format") != FORMAT or record.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}:{number} is not a recorded run of version {FORMAT_VERSION}")
+        records.append(record)
+    return records
+
+
+@dataclass
+class Match:
+    """What the atlas has for a config: its own runs (`exact`), or the nearest recorded config's runs."""
+
+    runs: list[Run]
+    exact: bool
+    config: FineTuneConfig | None
+    differences: dict[str, tuple[Any, Any]]  # field -> (asked, recorded), empty when exact
+
+    def __str__(self) -> str:
+        if not self.runs:
+            return "nothing recorded"
+        seeds = f"{len(self.runs)} seed{'s' * (len(self.runs) != 1)}"
+        if self.exact:
+            return f"recorded: these settings, {seeds}"
+        diff = ", ".join(f"{k} {_fmt(b)} instead of {_fmt(a)}" for k, (a, b) in self.differences.items())
+        return f"not the same run: the nearest recorded settings have {diff} ({seeds})"
+
+
+class Book:
+    """The recorded runs of one device kind, indexed by config (see the module docstring)."""
+
+    def __init__(self, records: Iterable[dict[str, Any]]):
+        self._by_key: dict[tuple, list[dict]] = {}
+        self._seen: set[tuple] = set()
+        for record in records:
+            config = FineTuneConfig.from_dict(record["config"])
+            exact = config_key(config, seed=True)
+            if exact in self._seen:
+                continue  # recorded twice (two shards, two machines): one is enough
+            self._seen.add(exact)
+            self._by_key.setdefault(config_key(config), []).append(record)
+        self._runs: dict[tuple, list[Run]] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, config: FineTuneConfig) -> bool:
+        return config_key(config, seed=True) in self._seen
+
+    def configs(self) -> list[FineTuneConfig]:
+        return [FineTuneConfig.from_dict(r["config"]) for records in self._by_key.values() for r in records]
+
+    def runs(self, config: FineTuneConfig) -> list[Run]:
+        """The recorded runs of `config`, one per seed (ordered by seed); [] when it was not recorded."""
+        key = config_key(config)
+        if key not in self._runs:
+            records = sorted(self._by_key.get(key, []), key=lambda r: r["config"].get("seed", 42))
+            self._runs[key] = [from_record(r) for r in records]
+        return self._runs[key]
+
+    def band(self, config: FineTuneConfig) -> list[dict[str, Any]]:
+        """One dict per evaluation point of the recorded runs: step, epoch, seeds, and mean/min/max of eval_loss,
+        eval_accuracy and train_loss over the seeds that reached that point."""
+        return seed_band(self.runs(config))
+
+    def lookup(self, config: FineTuneConfig) -> Match:
+        """The runs of `config`, or of the nearest recorded config (fewest differing settings, then the
+        closest values on a log scale), saying plainly that they are not the same runs."""
+        runs = self.runs(config)
+        if runs:
+            return Match(runs, True, runs[0].config, {})
+        if not self._by_key:
+            return Match([], False, None, {})
+        asked = dict(config_key(config))
+        best = min(self._by_key, key=lambda key: _distance(asked, dict(key)))
+        nearest = FineTuneConfig.from_dict(self._by_key[best][0]["config"]).replace(seed=config.seed)
+        differences = {name: (getattr(config, name), getattr(nearest, name)) for name, value in best
+                       if asked[name] != value}
+        return Match(self.runs(nearest), False, nearest, differences)
+
+
+def _distance(a: dict, b: dict) -> tuple[int, float]:
+    differing = [k for k in a if a[k] != b.get(k)]
+    spread = 0.0
+    for k in differing:
+        x, y = a[k], b.get(k)
+        if isinstance(x, tuple) and isinstance(y, tuple):  # log10 of learning rates
+            spread += abs(x[1] - y[1])
+        elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            spread += abs(math.log1p(abs(x)) - math.log1p(abs(y)))
+        else:
+            spread += 1.0
+    return len(differing), spread
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.0e}" if isinstance(value, float) and 0 < abs(value) < 1e-3 else str(value)
+
+
+def seed_band(runs: list[Run]) -> list[dict[str, Any]]:
+    """Mean/min/max over runs that differ only by seed, at each evaluation step any of them reached."""
+    steps = sorted({h["step"] for run in runs for h in run.history})
+    band = []
+    for step in steps:
+        points = [h for run in runs for h in run.history if h["step"] == step]
+        row: dict[str, Any] = {"step": step, "epoch": points[0]["epoch"], "seeds": len(points)}
+        for key in ("eval_loss", "eval_accuracy", "train_loss"):
+            values = [p[key] for p in points if isinstance(p.get(key), (int, float)) and math.isfinite(p[key])]
+            row[key] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)} if values else None
+        band.append(row)
+    return band
+
+
+_BOOKS: dict[tuple, Book] = {}
+
+
+def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
+    """The recorded runs made on `device` ("cpu" or "cuda"), read once per process."""
+    folder = Path(folder) if folder is not None else atlas_dir()
+    key = (device, str(folder))
+    if key not in _BOOKS:
+        files = sorted(folder.glob(f"{device}-*.jsonl")) if folder.exists() else []
+        _BOOKS[key] = Book(r for path in files for r in _read(path))
+    return _BOOKS[key]
+
+
+# ------------------------------------------------------------------------------------------------ recording
+def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.PathLike | None = None,
+           sections: Iterable[str] | None = None, limit: int | None = None, quiet: bool = False) -> int:
+    """Record the grid's runs that are not recorded yet (resumable). `shard=(i, n)` takes every n-th of them,
+    so n processes or machines share the work. Each run is appended to its own shard's file as soon as it
+    ends; a killed recorder loses at most the run it was on. Returns how many runs it recorded."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .training import estimate_seconds, fine_tune
+
+    index, count = shard
+    if not 1 <= index <= count:
+        raise ValueError(f"shard={index}/{count} is not valid: expected i/n with 1 <= i <= n")
+    torch.set_num_threads(threads)  # part of what a recorded run is: kept fixed, and written in its meta
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = Path(folder) if folder is not None else atlas_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    done = Book(r for path in folder.glob(f"{device}-*.jsonl") for r in _read(path))
+    wanted = [(s, c) for s, c in grid() if sections is None or any(s.startswith(x) for x in sections)]
+    todo = [(s, c) for i, (s, c) in enumerate(wanted) if i % count == index - 1 and c not in done][:limit]
+    # runs that share frozen features follow each other, so the features are computed once per group
+    from .training import _prefix_key
+
+    sections_order, groups = {}, {}
+    todo.sort(key=lambda sc: (sections_order.setdefault(sc[0], len(sections_order)),
+                              groups.setdefault(_prefix_key(sc[1], torch.device(device)), len(groups))))
+    cost = [estimate_seconds(c, c.max_train_samples, c.max_eval_samples, 6) for _, c in todo]
+    path = folder / f"{device}-shard{index}of{count}.jsonl"
+    bar = tqdm(total=round(sum(cost)), unit="work", disable=quiet, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    recorded = 0
+    for (section, config), seconds in zip(todo, cost):
+        bar.set_postfix_str(f"{section} {config.changes()}"[:80])
+        try:
+            run = fine_tune(config, keep_model=False, thorough=True)
+        except Exception as error:  # noted and skipped: a recording is never stopped by one bad run
+            print(f"\nnot recorded: {config.changes()}: {type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        with open(path, "a") as file:
+            file.write(json.dumps({**to_record(run), "section": section}, separators=(",", ":")) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        recorded += 1
+        bar.update(round(seconds))
+    bar.close()
+    _BOOKS.clear()
+    return recorded
+
+
+# ------------------------------------------------------------------------------------------------ proof
+SAME_KIND_TOLERANCE = 1e-6  # same torch, processor and threads: the same numbers (to the 7 digits stored)
+OTHER_KIND_TOLERANCE = 0.05  # elsewhere: the same experiment, not the same rounding (accuracies, losses / max(1, |x|))
+
+
+def difference(recorded: Run, rerun: Run) -> float:
+    """The largest difference between two runs' numbers: every point of the curves, every step's loss, the
+    kept model's scores; relative to the value where it is above 1. Infinity when their shapes differ."""
+    if recorded.status != rerun.status or len(recorded.history) != len(rerun.history) \
+            or len(recorded.train_losses) != len(rerun.train_losses):
+        return math.inf
+    pairs = [(a.get(k), b.get(k)) for a, b in zip(recorded.history, rerun.history) for k in a if k != "elapsed_s"]
+    pairs += list(zip(recorded.train_losses, rerun.train_losses))
+    pairs += [(recorded.kept.get(k), rerun.kept.get(k)) for k in ("validation_loss", "validation_accuracy", "similarity")]
+    worst = 0.0
+    for a, b in pairs:
+        if a is None and b is None:
+            continue
+        a, b = (math.nan if a is None else a), (math.nan if b is None else b)
+        if math.isnan(a) and math.isnan(b):
+            continue
+        worst = max(worst, abs(a - b) / max(1.0, abs(a)) if math.isfinite(a) and math.isfinite(b) else math.inf)
+    return worst
+
+
+def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, book: Book | None = None,
+           out=sys.stdout) -> bool:
+    """Re-run `sample` recorded runs (chosen at random, or the cheapest) with `fine_tune` and compare every
+    number. True when each matches within the tolerance for where it runs."""
+    import torch
+
+    from .training import _processor, estimate_seconds, fine_tune
+
+    book = book or load()
+    configs = book.configs()
+    if not configs:
+        print("the atlas has no recorded runs for this device", file=out)
+        return False
+    if cheapest:
+        configs.sort(key=lambda c: estimate_seconds(c, c.max_train_samples, c.max_eval_samples, 6))
+        chosen = configs[:sample]
+    else:
+        chosen = random.Random(seed).sample(configs, min(sample, len(configs)))
+    threads_before, ok = torch.get_num_threads(), True
+    try:
+        for config in chosen:
+            recorded = next(r for r in book.runs(config) if r.config.seed == config.seed)
+            torch.set_num_threads(recorded.meta["threads"])
+            t = time.perf_counter()
+            rerun = fine_tune(config, keep_model=False, thorough=True)
+            same_kind = (recorded.meta.get("torch") == torch.__version__
+                         and recorded.meta.get("processor") == _processor(torch.device(recorded.meta["device"])))
+            tolerance = SAME_KIND_TOLERANCE if same_kind else OTHER_KIND_TOLERANCE
+            worst = difference(recorded, rerun)
+            ok &= worst <= tolerance
+            print(f"{'match' if worst <= tolerance else 'MISMATCH'}: {config.changes()} re-run in "
+                  f"{time.perf_counter() - t:.0f} s; largest difference {worst:.1e} (allowed {tolerance:.0e}, "
+                  f"{'same' if same_kind else 'another'} torch and processor)", file=out)
+    finally:
+        torch.set_num_threads(threads_before)
+    return ok
