@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .config import FineTuneConfig
-from .runs import Run
+from .runs import Run, seed_band
 
 FORMAT = "lmtune-widgets/recorded-run"
 FORMAT_VERSION = 1
@@ -38,7 +38,7 @@ FEW_SEEDS = 3  # every recorded config; the defaults and the presets get all fiv
 
 # One knob at a time around the defaults (at least five values each, log-spaced where the knob is).
 ONE_KNOB: dict[str, tuple] = {
-    "learning_rate": (1e-5, 3e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3),
+    "learning_rate": (1e-5, 3.2e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3),  # slider positions
     "per_device_train_batch_size": (4, 8, 16, 32, 64, 128),
     "num_train_epochs": (0.5, 1, 2, 3, 5),
     "dropout": (0.0, 0.1, 0.2, 0.3, 0.5),
@@ -56,7 +56,7 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
     "dropout_x_noise": ({**SMALL, "num_train_epochs": 5},
                         {"dropout": (0.0, 0.1, 0.3, 0.5), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
-    "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3e-5, 1e-4, 5e-4, 2e-3)}),
+    "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3.2e-5, 1e-4, 5e-4, 2e-3)}),
 }
 
 
@@ -255,20 +255,6 @@ def _distance(a: dict, b: dict) -> tuple[int, float]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.0e}" if isinstance(value, float) and 0 < abs(value) < 1e-3 else str(value)
-
-
-def seed_band(runs: list[Run]) -> list[dict[str, Any]]:
-    """Mean/min/max over runs that differ only by seed, at each evaluation step any of them reached."""
-    steps = sorted({h["step"] for run in runs for h in run.history})
-    band = []
-    for step in steps:
-        points = [h for run in runs for h in run.history if h["step"] == step]
-        row: dict[str, Any] = {"step": step, "epoch": points[0]["epoch"], "seeds": len(points)}
-        for key in ("eval_loss", "eval_accuracy", "train_loss"):
-            values = [p[key] for p in points if isinstance(p.get(key), (int, float)) and math.isfinite(p[key])]
-            row[key] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)} if values else None
-        band.append(row)
-    return band
 
 
 _BOOKS: dict[tuple, Book] = {}

@@ -73,7 +73,7 @@ def _train(config: FineTuneConfig, keep_model: bool) -> tuple[Run, str]:
         return earlier, "reused (these settings ran before)"
     t = time.perf_counter()
     run = fine_tune(config, keep_model=keep_model)
-    if run.status != "stopped":  # a stopped run is not what these settings give
+    if run.status not in ("stopped", "failed"):  # a stopped run is not what these settings give
         _DONE[config] = run
     return run, f"{time.perf_counter() - t:.1f} s"
 

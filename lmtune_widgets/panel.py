@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import ipywidgets as widgets
 
 from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
-from .plotting import plot_run, plot_runs, plot_schedules, to_png
+from .plotting import plot_bands, plot_run, plot_runs, plot_schedules, to_png
 from .runs import Run, diagnose
 
 LABELS = {  # short descriptions shown next to each control
@@ -69,6 +69,8 @@ class TuningPanel:
         self._live_run: Run | None = None
         self._seconds_per_unit: float | None = None
         self._data_sizes: dict[str, tuple[int, int, int]] = {}
+        self.recorded: list[Run] = []  # the atlas's runs of the current settings (all seeds); [] if not recorded
+        self._book = None
 
         self.controls = self._make_controls()
         unknown = set(self.vary or ()) - set(self.controls)
@@ -110,10 +112,12 @@ class TuningPanel:
         self.preset_dropdown.observe(self._on_preset, names="value")
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
+        self.recorded_html = widgets.HTML()  # what the curves picture shows: recorded runs, or nothing yet
         self.widget = self._layout()
         self._on_change()
-        self.curves_image.value = to_png(plot_run(Run(self.base, [], status="running"),
-                                                  title="Press Run: the curves appear here as the model trains"))
+        if not self.recorded:
+            self.curves_image.value = to_png(plot_run(Run(self.base, [], status="running"),
+                                                      title="Press Run: the curves appear here as the model trains"))
 
     # ------------------------------------------------------------------ controls
     def _make_controls(self) -> dict[str, widgets.Widget]:
@@ -218,6 +222,26 @@ class TuningPanel:
         title = f"Planned learning rate: {config.lr_scheduler_type}, {len(rates)} steps, {warmup} warmup"
         self.schedule_image.value = to_png(plot_schedules({config.lr_scheduler_type: rates}, title=title,
                                                           width=4.4, height=2.4))
+        if not self.running:
+            self._show_recorded(config, redraw=change is not None or not self.runs)
+
+    def _show_recorded(self, config: FineTuneConfig, redraw: bool) -> None:
+        """Draw the atlas's seed band for these settings at once, without training (when they were recorded)."""
+        from .atlas import load
+
+        if self._book is None:
+            self._book = load()
+        match = self._book.lookup(config)
+        self.recorded = match.runs if match.exact else []
+        if match.exact:
+            self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {len(match.runs)} seeds "
+                                        "(the band spans them). Press Run to train live and see where yours lands.")
+            if redraw:
+                self.curves_image.value = to_png(plot_bands([match.runs], ["recorded"],
+                                                            title=f"Recorded runs of these settings: {len(match.runs)} seeds"))
+        else:
+            self.recorded_html.value = ("<i>These settings are not recorded: press Run to see their curves"
+                                        + (f" ({html.escape(str(match))})" if match.runs else "") + ".</i>")
 
     # ------------------------------------------------------------------ running
     @property
@@ -275,8 +299,8 @@ class TuningPanel:
                                               f"{elapsed:.0f} s so far, {_duration(left)} left")
 
             def on_evaluate(self, run, point):
-                panel.curves_image.value = to_png(plot_run(run, title=f"epoch {point['epoch']:.2f}: validation "
-                                                           f"accuracy {point['eval_accuracy']:.1%}"))
+                title = f"epoch {point['epoch']:.2f}: validation accuracy {point['eval_accuracy']:.1%}"
+                panel.curves_image.value = to_png(panel._curves(run, title))
 
         run = None
         try:
@@ -294,15 +318,17 @@ class TuningPanel:
 
     def _finish(self, run: Run) -> None:
         self.runs.append(run)
-        d = diagnose(run)
-        self.curves_image.value = to_png(plot_run(run))
+        d = diagnose(run, recorded=self._recorded_for(run))
+        self.curves_image.value = to_png(self._curves(run))
         colour = {"good fit": "#2ca02c", "overfitting": "#e67e00", "underfitting": "#1f77b4", "diverged": "#b00020"}
-        stopped = " (stopped)" if run.status == "stopped" else ""
+        stopped = f" ({run.status})" if run.status in ("stopped", "failed") else ""
         best = f"best at epoch {d.best_epoch:.2f}, " if d.best_epoch is not None else ""
         self.verdict_html.value = (f"<div style='font-size:1.15em'><b style='color:{colour[d.verdict]}'>"
                                    f"{d.verdict.upper()}</b>{stopped}: {best}best validation accuracy "
                                    f"{d.best_accuracy:.1%}</div><div>{html.escape(d.reason)}</div>"
-                                   f"<div><b>Try:</b> {html.escape(d.advice)}</div>")
+                                   f"<div><b>Try:</b> {html.escape(d.advice)}</div>"
+                                   + (f"<div><b>Against the recorded runs:</b> {html.escape(d.spread)}</div>"
+                                      if d.spread else ""))
         if run.meta.get("train_s") and run.meta.get("total_steps"):
             from .training import estimate_seconds
 
@@ -312,6 +338,20 @@ class TuningPanel:
                 self._seconds_per_unit = run.meta["train_s"] / (unit * done)
         self._refresh_history()
         self._on_change()
+
+    def _recorded_for(self, run: Run) -> list[Run]:
+        """The recorded runs drawn now, if they have the live run's settings (the seed aside)."""
+        from .atlas import config_key
+
+        same = self.recorded and config_key(self.recorded[0].config) == config_key(run.config)
+        return self.recorded if same else []
+
+    def _curves(self, run: Run, title: str | None = None):
+        """The live run's curves, on the recorded seed band of the same settings when there is one."""
+        if self._recorded_for(run):
+            return plot_bands([self.recorded], ["recorded"], live=run, live_label="your run",
+                              title=title or f"Your run ({diagnose(run).verdict}) on the recorded band")
+        return plot_run(run, title=title)
 
     def _show_error(self, error: BaseException) -> None:
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
@@ -334,7 +374,7 @@ class TuningPanel:
             changed = ", ".join(f"{LABELS.get(k, k)}={_short(v)}" for k, v in run.config.changes().items()) or "defaults"
             best_epoch = f"{d.best_epoch:.2f}" if d.best_epoch is not None else "-"
             rows.append(f"<tr><td>{i}</td><td>{html.escape(changed)}</td><td>{d.best_accuracy:.1%}</td>"
-                        f"<td>{best_epoch}</td><td>{d.verdict}{' (stopped)' if run.status == 'stopped' else ''}</td>"
+                        f"<td>{best_epoch}</td><td>{d.verdict}{f' ({run.status})' if run.status in ('stopped', 'failed') else ''}</td>"
                         f"<td>{run.meta.get('train_s', 0):.1f} s</td></tr>")
         self.history_html.value = (
             "<table style='border-collapse:collapse' cellpadding='4' border='1'><tr><th>run</th><th>changed from the "
@@ -369,7 +409,7 @@ class TuningPanel:
                                 layout=widgets.Layout(width="380px"))
         plan = widgets.VBox([self.plan_html, self.schedule_image], layout=widgets.Layout(width="420px"))
         top = widgets.HBox([controls, plan])
-        live = widgets.VBox([widgets.HBox([self.progress_bar, self.progress_label]), self.curves_image,
+        live = widgets.VBox([widgets.HBox([self.progress_bar, self.progress_label]), self.recorded_html, self.curves_image,
                              self.verdict_html, self.log_html])
         history = widgets.VBox([widgets.HTML("<b>Run history</b>"), self.history_html,
                                 widgets.HBox([self.compare_select, self.compare_button]), self.compare_image])

@@ -126,6 +126,45 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
 
 
 @_own_style
+def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | None = None, live=None,
+               live_label: str = "your run") -> Figure:
+    """Settings run with several seeds, one colour each: the shaded band spans the lowest to the highest seed at
+    each evaluation, the line is their mean (validation loss solid, training loss dashed). `live`, one more run,
+    is drawn on top in black: does it land inside the band?"""
+    from .runs import seed_band
+
+    fig, loss_ax, acc_ax, lr_ax = _axes()
+    for i, (runs, label) in enumerate(zip(groups, labels)):
+        colour = COLOURS[i % len(COLOURS)]
+        band = [row for row in seed_band(list(runs)) if row["eval_loss"] and row["eval_accuracy"]]
+        epochs = [row["epoch"] for row in band]
+        for ax, key in ((loss_ax, "eval_loss"), (acc_ax, "eval_accuracy")):
+            low = _finite([row[key]["min"] for row in band])
+            high = _finite([row[key]["max"] for row in band])
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.22, lw=0)
+            ax.plot(epochs, _finite([row[key]["mean"] for row in band]), "-", color=colour, lw=1.6,
+                    label=f"{label} ({len(runs)} seeds)" if ax is acc_ax else None)
+        loss_ax.plot(epochs, _finite([row["train_loss"]["mean"] if row["train_loss"] else math.nan for row in band]),
+                     "--", color=colour, lw=1, alpha=0.75)
+        if runs:
+            lr_ax.plot(_step_epochs(runs[0], len(runs[0].learning_rates)), runs[0].learning_rates, color=colour)
+    shown = [run for runs in groups for run in runs[:1]]
+    if live is not None and live.history:
+        _draw(live, loss_ax, acc_ax, lr_ax, "black", live_label)
+        shown.append(live)
+    if shown:
+        acc_ax.axhline(shown[0].meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":")
+        acc_ax.legend(fontsize=7, loc="lower right")
+    loss_ax.set_title("Loss (solid: validation, dashed: train)")
+    _limit_loss_axis(loss_ax, [run for runs in groups for run in runs] + ([live] if live is not None else []))
+    _limit_lr_axis(lr_ax, shown)
+    acc_ax.set_ylim(0, 1.02)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@_own_style
 def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = None) -> Figure:
     """The training loss of every optimizer step, one panel per run: how noisy each step is, and how many."""
     fig = Figure(figsize=(11.0, 3.0))

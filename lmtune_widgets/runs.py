@@ -5,8 +5,11 @@
     run.predict(["Parcel arrived early, thanks!"])      # -> ["positive"]
     run.save("run.json"); Run.load("run.json")           # plain JSON, never pickle
     d = diagnose(run); d.verdict, d.advice              # "overfitting", "Stop earlier: ..."
+    compare_runs(runs_a, runs_b).verdict                # "higher", "lower" or "within the noise"
 
 `diagnose` reads the curves the way an instructor would, with the thresholds written out below.
+`compare_runs` is the kit's one rule for "is this difference real?", used by the panel, the lessons and
+`diagnose`: see its docstring.
 """
 from __future__ import annotations
 
@@ -175,14 +178,24 @@ class Diagnosis:
     best_accuracy: float
     reason: str
     advice: str
+    spread: str = ""  # where the run lands against recorded seeds of the same settings (when given)
 
     def __str__(self) -> str:
         best = f"best at epoch {self.best_epoch:.2f}, accuracy {self.best_accuracy:.1%}" if self.best_epoch is not None else "no finite evaluation"
-        return f"{self.verdict.upper()} ({best}). {self.reason} {self.advice}"
+        spread = f" Against the recorded runs: {self.spread}." if self.spread else ""
+        return f"{self.verdict.upper()} ({best}). {self.reason} {self.advice}{spread}"
 
 
-def diagnose(run: Run) -> Diagnosis:
-    """Read a run's curves: diverged, underfitting, overfitting or a good fit, with advice."""
+def diagnose(run: Run, recorded: list[Run] | None = None) -> Diagnosis:
+    """Read a run's curves: diverged, underfitting, overfitting or a good fit, with advice. With `recorded`
+    (the atlas's runs of the same settings) it also says whether the run lands inside their seed spread."""
+    d = _read_curves(run)
+    if recorded:
+        d.spread = place_in_spread(run, recorded)
+    return d
+
+
+def _read_curves(run: Run) -> Diagnosis:
     history = run.history
     best = run.best
     best_epoch = best["epoch"] if best else None
@@ -237,3 +250,85 @@ def diagnose(run: Run) -> Diagnosis:
                    f"Training and validation loss both fell and validation stayed near its best "
                    f"(accuracy {accuracy:.1%}).",
                    "Keep these settings; try a slightly higher learning rate or one more epoch to see if it improves.")
+
+
+# ------------------------------------------------------------------------------------------------ is it real?
+MIN_SEEDS = 3  # a spread over fewer seeds says too little
+
+
+def kept_accuracy(run: Run) -> float:
+    """The accuracy of the model the run keeps, on the whole validation split (NaN if it was not scored)."""
+    value = run.kept.get("validation_accuracy")
+    return value if _finite(value) else math.nan
+
+
+def accuracy_range(runs: list[Run]) -> tuple[float, float]:
+    """(lowest, highest) kept accuracy over runs that differ only by seed."""
+    values = [kept_accuracy(r) for r in runs if _finite(kept_accuracy(r))]
+    return (min(values), max(values)) if values else (math.nan, math.nan)
+
+
+@dataclass
+class Comparison:
+    """The rule's answer for two settings, each run with several seeds."""
+
+    verdict: str  # "higher" | "lower" (the first against the second) | "within the noise" | "too few seeds"
+    first: tuple[float, float]  # lowest and highest kept accuracy over the first setting's seeds
+    second: tuple[float, float]
+    seeds: tuple[int, int]
+
+    @property
+    def real(self) -> bool:
+        return self.verdict in ("higher", "lower")
+
+    def __str__(self) -> str:
+        spans = (f"{self.first[0]:.1%} to {self.first[1]:.1%} over {self.seeds[0]} seeds against "
+                 f"{self.second[0]:.1%} to {self.second[1]:.1%} over {self.seeds[1]}")
+        if self.verdict == "too few seeds":
+            return f"too few seeds to tell (at least {MIN_SEEDS} each): {spans}"
+        if self.verdict == "within the noise":
+            return f"within the noise: the ranges overlap ({spans})"
+        return f"a real difference, {self.verdict}: the ranges do not overlap ({spans})"
+
+
+def compare_runs(first: list[Run], second: list[Run]) -> Comparison:
+    """Is the difference between two settings real? Each is run with at least `MIN_SEEDS` seeds; the difference
+    is real when the ranges (lowest to highest) of the kept model's accuracy on the whole validation split do
+    not overlap, and "within the noise" when they do. Ranges, not means: with 3 to 5 seeds a mean hides how far
+    one seed can land from another, and the learner sees the same ranges drawn as bands."""
+    a, b = accuracy_range(first), accuracy_range(second)
+    seeds = (sum(_finite(kept_accuracy(r)) for r in first), sum(_finite(kept_accuracy(r)) for r in second))
+    if min(seeds) < MIN_SEEDS:
+        verdict = "too few seeds"
+    elif a[0] > b[1]:
+        verdict = "higher"
+    elif a[1] < b[0]:
+        verdict = "lower"
+    else:
+        verdict = "within the noise"
+    return Comparison(verdict, a, b, seeds)
+
+
+def seed_band(runs: list[Run]) -> list[dict[str, Any]]:
+    """Mean/min/max over runs that differ only by seed, at each evaluation step any of them reached."""
+    steps = sorted({h["step"] for run in runs for h in run.history})
+    band = []
+    for step in steps:
+        points = [h for run in runs for h in run.history if h["step"] == step]
+        row: dict[str, Any] = {"step": step, "epoch": points[0]["epoch"], "seeds": len(points)}
+        for key in ("eval_loss", "eval_accuracy", "train_loss"):
+            values = [p[key] for p in points if isinstance(p.get(key), (int, float)) and math.isfinite(p[key])]
+            row[key] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)} if values else None
+        band.append(row)
+    return band
+
+
+def place_in_spread(run: Run, recorded: list[Run]) -> str:
+    """Where one run lands against the recorded seeds of the same settings: inside, above or below their range."""
+    low, high = accuracy_range(recorded)
+    value = kept_accuracy(run)
+    if not recorded or not _finite(value) or not _finite(low):
+        return ""
+    where = "inside" if low <= value <= high else ("above" if value > high else "below")
+    return (f"kept accuracy {value:.1%}: {where} the recorded spread ({low:.1%} to {high:.1%} over "
+            f"{len(recorded)} seeds)")

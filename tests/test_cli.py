@@ -42,3 +42,12 @@ def test_cli_bad_input_is_one_line_without_traceback(args, message, capsys):
     assert message in err
     assert "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error") or "error:" in line]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["record", "--shard", "3/2"], "error: shard=3/2 is not valid: expected i/n with 1 <= i <= n"),
+    (["record", "--shard", "half"], "expected I/N such as 1/2, got 'half'"),
+])
+def test_cli_record_names_a_bad_shard(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

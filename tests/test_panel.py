@@ -120,7 +120,8 @@ def test_an_error_inside_a_callback_is_shown_and_the_run_kept(panel, monkeypatch
     panel.run()
     panel.wait(120)
     assert "The run failed: RuntimeError: the plot broke" in panel.log_html.value
-    assert panel.errors and panel.runs and panel.runs[0].status == "stopped"
+    assert panel.errors and panel.runs and panel.runs[0].status == "failed"  # its own status, history kept
+    assert panel.runs[0].history and "(failed)" in panel.history_html.value
 
 
 def test_share_string_round_trips_between_panels(panel):
