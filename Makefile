@@ -39,6 +39,23 @@ test-lessons: setup
 benchmark: setup
 	$(OFFLINE) $(PY) benchmarks/bench_speed.py
 
+# A class-wide Optuna study: PostgreSQL (from a wheel, no root) open to the room, and optuna-dashboard on this
+# machine. Ctrl-C stops both; the trials stay in CLASS_DIR for next time. Learners get the URL it prints.
+CLASS_DIR ?= class-data
+CLASS_HOST ?= 0.0.0.0
+CLASS_PORT ?= 54320
+DASHBOARD_PORT ?= 8080
+.PHONY: class-server class-server-stop benchmark-search
+class-server: setup
+	$(PY) -m lmtune_widgets.classroom serve $(CLASS_DIR) --host $(CLASS_HOST) --port $(CLASS_PORT) --dashboard-port $(DASHBOARD_PORT)
+
+class-server-stop: setup
+	$(PY) -m lmtune_widgets.classroom stop $(CLASS_DIR)
+
+# Wall time of one search with 1, 2 and 4 worker processes on one study (benchmarks/README.md).
+benchmark-search: setup
+	$(OFFLINE) $(PY) benchmarks/bench_search.py
+
 wheel: setup
 	$(PIP) wheel --no-deps -w dist .
 
