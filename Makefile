@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: setup lab test test-lessons benchmark wheel clean
+.PHONY: setup lab test test-lessons benchmark wheel clean atlas verify
 
 setup: $(STAMP)
 
@@ -61,3 +61,16 @@ wheel: setup
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
+
+# Record the atlas's missing runs: SHARDS processes of THREADS torch threads each (resumable; each shard appends to
+# data/atlas/cpu-shardIofN.jsonl). Another machine can take other shards: make atlas SHARDS=4 SHARD_IDS="3 4".
+SHARDS ?= 2
+SHARD_IDS ?= $(shell seq 1 $(SHARDS))
+THREADS ?= 1
+atlas: setup
+	@for i in $(SHARD_IDS); do $(OFFLINE) $(PY) -m lmtune_widgets record --shard $$i/$(SHARDS) --threads $(THREADS) & done; wait
+
+# Re-run N recorded runs chosen at random and compare every number with the record.
+SAMPLE ?= 3
+verify: setup
+	$(OFFLINE) $(PY) -m lmtune_widgets verify --sample $(SAMPLE)

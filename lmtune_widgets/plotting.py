@@ -102,9 +102,13 @@ def plot_run(run, title: str | None = None) -> Figure:
 @_own_style
 def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | None = None,
               show_train: bool = True) -> Figure:
-    """Several runs overlaid (one colour each): validation loss solid, training loss dashed."""
-    fig, loss_ax, acc_ax, lr_ax = _axes()
+    """Several runs overlaid (one colour each): validation loss solid, training loss dashed. Runs that differ
+    only by seed are drawn as one shaded seed band (`plot_bands`), labelled with the first one's label."""
     labels = list(labels) if labels is not None else [f"run {i + 1}" for i in range(len(runs))]
+    groups = _seed_groups(runs, labels)
+    if len(groups) < len(runs):
+        return plot_bands([g for g, _ in groups], [label for _, label in groups], title=title)
+    fig, loss_ax, acc_ax, lr_ax = _axes()
     for i, (run, label) in enumerate(zip(runs, labels)):
         _draw(run, loss_ax, acc_ax, lr_ax, COLOURS[i % len(COLOURS)], label, show_train)
     if runs:
@@ -125,6 +129,25 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
     return fig
 
 
+def _seed_groups(runs: Sequence, labels: Sequence[str]) -> list[tuple[list, str]]:
+    """Runs grouped by their settings apart from the seed, in order of first appearance; a run whose seed a group
+    already has starts a group of its own (the same settings and seed twice are not seed replicates)."""
+    from .atlas import config_key
+
+    groups: list[tuple[list, str]] = []
+    keys: list[tuple] = []
+    for run, label in zip(runs, labels):
+        key = config_key(run.config)
+        for (members, _), other in zip(groups, keys):
+            if other == key and run.config.seed not in {m.config.seed for m in members}:
+                members.append(run)
+                break
+        else:
+            groups.append(([run], label))
+            keys.append(key)
+    return groups
+
+
 @_own_style
 def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | None = None, live=None,
                live_label: str = "your run") -> Figure:
@@ -143,7 +166,7 @@ def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | N
             high = _finite([row[key]["max"] for row in band])
             ax.fill_between(epochs, low, high, color=colour, alpha=0.22, lw=0)
             ax.plot(epochs, _finite([row[key]["mean"] for row in band]), "-", color=colour, lw=1.6,
-                    label=f"{label} ({len(runs)} seeds)" if ax is acc_ax else None)
+                    label=f"{label} ({len(runs)} seed{'s' * (len(runs) != 1)})" if ax is acc_ax else None)
         loss_ax.plot(epochs, _finite([row["train_loss"]["mean"] if row["train_loss"] else math.nan for row in band]),
                      "--", color=colour, lw=1, alpha=0.75)
         if runs:

@@ -210,3 +210,14 @@ def test_seed_bands_are_drawn_one_shade_per_setting(tiny_book):
     loss_ax, acc_ax, _ = fig.axes
     assert len(loss_ax.collections) == len(acc_ax.collections) == 2  # a shaded band per setting
     assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["1e-3 (3 seeds)", "1e-5 (3 seeds)", "your run"]
+
+
+def test_plot_runs_draws_runs_that_differ_only_by_seed_as_one_band(tiny_book):
+    from lmtune_widgets.plotting import plot_runs
+
+    book = atlas.load(folder=tiny_book[0])
+    runs = book.runs(TINY.replace(learning_rate=1e-3)) + book.runs(TINY.replace(learning_rate=1e-5))[:1]
+    fig = plot_runs(runs, labels=["lr 1e-3", "", "", "lr 1e-5"])
+    acc_ax = fig.axes[1]
+    assert len(acc_ax.collections) == 2
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["lr 1e-3 (3 seeds)", "lr 1e-5 (1 seed)"]
