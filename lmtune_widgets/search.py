@@ -180,8 +180,8 @@ def _worker_name() -> str:
 def search(base: FineTuneConfig, n_trials: int = 12, storage: str | None = None, study_name: str = "lmtune",
            space: Callable[[Any], dict[str, Any]] = default_space, seed: int | None = 0, *,
            fresh: bool | None = None, learner: str | None = None, backend: str = "optuna",
-           heartbeat_interval: int = HEARTBEAT_SECONDS, callbacks: Iterable = (), scheduler: str = "asha",
-           address: str | None = None, num_cpus: int | None = None):
+           heartbeat_interval: int = HEARTBEAT_SECONDS, callbacks: Iterable = (), pruner=None,
+           scheduler: str = "asha", address: str | None = None, num_cpus: int | None = None):
     """Search `space` around `base` for `n_trials` trials; returns the Optuna study (or, with Ray, a `TuneResult`).
 
     storage: an Optuna RDB URL ("sqlite:///study.db", "postgresql+psycopg://user:pw@host:port/db"), or None
@@ -192,6 +192,7 @@ def search(base: FineTuneConfig, n_trials: int = 12, storage: str | None = None,
     learner: the name stored with each trial (default: the login name).
     heartbeat_interval: seconds between heartbeats of a running trial in a shared study.
     callbacks: extra training callbacks given to every trial's `fine_tune`.
+    pruner: an Optuna pruner (default: MedianPruner after 2 finished trials, never at the step-0 point).
     scheduler, address, num_cpus: Ray Tune only: "asha" or "hyperband"; a cluster to join (default: a
         local Ray with `num_cpus` CPUs, all of this machine's by default).
     """
@@ -204,10 +205,11 @@ def search(base: FineTuneConfig, n_trials: int = 12, storage: str | None = None,
     if backend != "optuna":
         raise ValueError(f"backend={backend!r} is not valid; choose 'optuna' or 'ray'")
     return _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, learner, heartbeat_interval,
-                          callbacks)
+                          callbacks, pruner)
 
 
-def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, learner, heartbeat_interval, callbacks):
+def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, learner, heartbeat_interval, callbacks,
+                   pruner):
     import optuna
 
     from .training import Callback, StopTraining, fine_tune
@@ -226,7 +228,7 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
                 optuna.delete_study(study_name=study_name, storage=rdb)  # start afresh, keep the database
         study = optuna.create_study(direction="minimize", storage=rdb, study_name=study_name, load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=not fresh),
-                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+                                    pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     except Exception as error:
         if storage and _database_error(error) is not None:
             raise _unavailable(storage, error) from None
@@ -498,8 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
     parser.add_argument("--fresh", action="store_true", help="delete the study first (careful: everyone's trials)")
     parser.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS, help="seconds between heartbeats")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (several workers on one machine: cores / workers; 1 on a shared machine)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

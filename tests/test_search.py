@@ -281,14 +281,29 @@ def test_class_server_takes_learners_with_the_password_and_shows_the_dashboard()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_ray_tune_runs_a_four_trial_search_with_asha(tmp_path):
+def space_with_a_broken_fifth_trial(trial):
+    """The kit's space, plus a setting no run accepts in the fifth trial (module level: Ray pickles it)."""
+    from lmtune_widgets.search import default_space
+
+    values = default_space(trial)
+    if trial.number == 4:
+        values["max_eval_samples"] = trial.suggest_categorical("max_eval_samples", [0])
+    return values
+
+
+def test_ray_tune_runs_a_four_trial_search_with_asha_and_a_failed_trial_does_not_stop_it(tmp_path):
     from lmtune_widgets import FineTuneConfig
     from lmtune_widgets.search import search
 
-    result = search(FineTuneConfig(**TINY), n_trials=4, backend="ray", scheduler="asha", storage=str(tmp_path),
-                    num_cpus=2, seed=0)
-    assert len(result.trials) == 4
-    assert {t["status"] for t in result.trials} <= {"finished", "stopped early"}
+    with pytest.raises(ValueError, match="scheduler='fifo' is not valid"):
+        search(FineTuneConfig(**TINY), backend="ray", scheduler="fifo")
+    result = search(FineTuneConfig(**TINY), n_trials=5, backend="ray", scheduler="asha", storage=str(tmp_path),
+                    num_cpus=2, seed=0, space=space_with_a_broken_fifth_trial)
+    assert len(result.trials) == 5
+    broken = [t for t in result.trials if "max_eval_samples" in t["params"]]
+    assert len(broken) == 1 and broken[0]["status"] == "error" and "max_eval_samples=0" in broken[0]["error"]
+    good = [t for t in result.trials if t is not broken[0]]
+    assert {t["status"] for t in good} <= {"finished", "stopped early"}
+    assert all(t["data_seen"] in (1, 2) for t in good)  # ASHA's rungs, in evaluation intervals
     assert set(result.best_params) == SEARCHED and math.isfinite(result.best_value)
-    assert result.best_value == min(t["value"] for t in result.trials)
-    assert all(t["data_seen"] in (1, 2) for t in result.trials)  # ASHA's rungs, in evaluation intervals
+    assert result.best_value == min(t["value"] for t in good)
