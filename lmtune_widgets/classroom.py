@@ -20,6 +20,7 @@ import argparse
 import functools
 import os
 import secrets
+import signal
 import socket
 import stat
 import subprocess
@@ -230,6 +231,13 @@ def serve(folder: str | Path, host: str = "0.0.0.0", port: int = 54320, dashboar
     except ImportError:
         raise RuntimeError("optuna-dashboard is missing: pip install 'lmtune-widgets[class]'") from None
     server = start(folder, host=host, port=port)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for name in ("SIGINT", "SIGTERM"):  # Ctrl-C, `kill`, or a shell that started us with SIGINT ignored
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
     try:
         print(f"PostgreSQL is running from {server.folder}.\n"
               f"Learners pass this storage URL to search() and add_run_to_study():\n    {server.url}\n"

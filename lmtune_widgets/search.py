@@ -136,6 +136,22 @@ def _quiet_heartbeat_errors():
         threading.excepthook = previous
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Every trial loads the model again: its load report and progress bar would fill a notebook."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def open_storage(storage: str, heartbeat_interval: int | None = None):
     """An Optuna RDBStorage with settings for a database across a network.
 
@@ -265,7 +281,7 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
         finished[0] += trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
     try:
-        with _quiet_heartbeat_errors():
+        with _quiet_heartbeat_errors(), _quiet_transformers():
             study.optimize(objective, n_trials=n_trials, callbacks=[count_stored])
     except Exception as error:
         if storage and _database_error(error) is not None:
