@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import FineTuneConfig
+from .config import FineTuneConfig, config_key
 from .runs import Run, seed_band
 
 FORMAT = "lmtune-widgets/recorded-run"
@@ -85,22 +85,6 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
             seen.add(config)
             out.append((section, config))
     return out
-
-
-# ------------------------------------------------------------------------------------------------ matching
-def config_key(config: FineTuneConfig, seed: bool = False) -> tuple:
-    """What makes two configs the same recorded experiment: the learning rate on the slider's tenth-of-a-decade
-    positions, other numbers to 4 significant digits, the seed only when asked."""
-    items = []
-    for name, value in config.to_dict().items():
-        if name == "seed" and not seed:
-            continue
-        if name == "learning_rate":
-            value = ("log10", round(math.log10(value), 1))
-        elif isinstance(value, float):
-            value = float(f"{value:.4g}")
-        items.append((name, value))
-    return tuple(items)
 
 
 # ------------------------------------------------------------------------------------------------ the store

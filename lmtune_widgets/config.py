@@ -194,3 +194,18 @@ def _check(name: str, value: Any, type_name: str) -> None:
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def config_key(config: FineTuneConfig, seed: bool = False) -> tuple:
+    """What makes two configs the same recorded experiment: the learning rate on the slider's tenth-of-a-decade
+    positions, other numbers to 4 significant digits, the seed only when asked."""
+    items = []
+    for name, value in config.to_dict().items():
+        if name == "seed" and not seed:
+            continue
+        if name == "learning_rate":
+            value = ("log10", round(math.log10(value), 1))
+        elif isinstance(value, float):
+            value = float(f"{value:.4g}")
+        items.append((name, value))
+    return tuple(items)

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import ipywidgets as widgets
 
-from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
+from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, config_key, describe
 from .plotting import plot_bands, plot_run, plot_runs, plot_schedules, to_png
 from .runs import Run, diagnose
 
@@ -318,6 +318,7 @@ class TuningPanel:
 
     def _finish(self, run: Run) -> None:
         self.runs.append(run)
+        self._refresh_history()  # first: the run joins the table even if drawing it fails
         d = diagnose(run, recorded=self._recorded_for(run))
         self.curves_image.value = to_png(self._curves(run))
         colour = {"good fit": "#2ca02c", "overfitting": "#e67e00", "underfitting": "#1f77b4", "diverged": "#b00020"}
@@ -336,13 +337,10 @@ class TuningPanel:
             done = len(run.learning_rates) / run.meta["total_steps"]
             if done > 0.2:
                 self._seconds_per_unit = run.meta["train_s"] / (unit * done)
-        self._refresh_history()
         self._on_change()
 
     def _recorded_for(self, run: Run) -> list[Run]:
         """The recorded runs drawn now, if they have the live run's settings (the seed aside)."""
-        from .atlas import config_key
-
         same = self.recorded and config_key(self.recorded[0].config) == config_key(run.config)
         return self.recorded if same else []
 

@@ -19,6 +19,8 @@ import matplotlib.style
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .config import config_key
+
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 VERDICT_COLOURS = {"good fit": "#2ca02c", "overfitting": "#ff7f0e", "underfitting": "#1f77b4", "diverged": "#d62728"}
 
@@ -132,8 +134,6 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
 def _seed_groups(runs: Sequence, labels: Sequence[str]) -> list[tuple[list, str]]:
     """Runs grouped by their settings apart from the seed, in order of first appearance; a run whose seed a group
     already has starts a group of its own (the same settings and seed twice are not seed replicates)."""
-    from .atlas import config_key
-
     groups: list[tuple[list, str]] = []
     keys: list[tuple] = []
     for run, label in zip(runs, labels):

@@ -397,15 +397,12 @@ class Job:
     validation_states: list | None
     shuffler: torch.Generator
     thorough: bool
+    trainable: list[nn.Parameter] = field(default_factory=list)  # the parameters that train (clipped, decayed)
     callbacks: list[Callback] = field(default_factory=list)  # the learner's
     rules: list[Callback] = field(default_factory=list)  # the run's own: stop, divergence, early stopping
     step: int = 0
     since_point: list[float] = field(default_factory=list)  # training losses since the last point
     t0: float = 0.0
-
-    @property
-    def trainable(self) -> list[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     def dispatch(self, event: str, *args) -> None:
         """Call `event` on the learner's callbacks, then on the run's own rules."""
@@ -477,7 +474,8 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
                  else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
-               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough)
+               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough,
+               trainable=[p for p in model.parameters() if p.requires_grad])
 
 
 def evaluate(job: Job, ids: list[list[int]], labels: list[int], states: list | None) -> tuple[float, float, list[int]]:
@@ -519,8 +517,7 @@ def add_point(job: Job) -> dict[str, Any]:
         train_loss = sum(job.since_point) / len(job.since_point) if job.since_point else math.nan
     job.since_point.clear()
     with torch.no_grad():
-        weights = job.trainable
-        weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in weights)).item() if weights else 0.0
+        weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in job.trainable)).item() if job.trainable else 0.0
     point = {"step": job.step, "epoch": job.step / run.meta["steps_per_epoch"], "train_loss": train_loss,
              "eval_loss": eval_loss, "eval_accuracy": eval_accuracy,
              "learning_rate": run.learning_rates[-1] if run.learning_rates else 0.0, "weight_norm": weight_norm,
