@@ -114,10 +114,9 @@ class TuningPanel:
             control.observe(self._on_change, names="value")
         self.recorded_html = widgets.HTML()  # what the curves picture shows: recorded runs, or nothing yet
         self.widget = self._layout()
+        self._empty_png = to_png(plot_run(Run(self.base, [], status="running"),
+                                          title="Press Run: the curves appear here as the model trains"))
         self._on_change()
-        if not self.recorded:
-            self.curves_image.value = to_png(plot_run(Run(self.base, [], status="running"),
-                                                      title="Press Run: the curves appear here as the model trains"))
 
     # ------------------------------------------------------------------ controls
     def _make_controls(self) -> dict[str, widgets.Widget]:
@@ -242,6 +241,8 @@ class TuningPanel:
         else:
             self.recorded_html.value = ("<i>These settings are not recorded: press Run to see their curves"
                                         + (f" ({html.escape(str(match))})" if match.runs else "") + ".</i>")
+            if redraw:  # never leave another setting's band on show
+                self.curves_image.value = self._empty_png
 
     # ------------------------------------------------------------------ running
     @property

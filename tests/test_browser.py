@@ -31,15 +31,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+RECORDED_CELL = """from lmtune_widgets import TuningPanel
+panel = TuningPanel()  # the defaults: recorded with 5 seeds in the bundled atlas
+panel"""
+
+
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, request):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM} "
                     "(.ci/run installs it: apt-get install chromium)")
     root = tmp_path / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(PANEL_CELL)]
+    nb.cells = [nbformat.v4.new_code_cell(getattr(request, "param", PANEL_CELL))]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "panel.ipynb")
     settings = tmp_path / "settings"
@@ -114,3 +119,46 @@ def test_panel_in_jupyterlab(lab, tmp_path):
         if os.environ.get("LMTUNE_SCREENSHOTS"):
             Path(os.environ["LMTUNE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(os.environ["LMTUNE_SCREENSHOTS"]) / shot.name)
+
+
+@pytest.mark.parametrize("lab", [RECORDED_CELL], indirect=True)
+def test_recorded_band_in_jupyterlab(lab, tmp_path):
+    """On recorded settings the panel shows their seed band at once, without training; one slider step away it says
+    they are not recorded; one step back, the band again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    shot = tmp_path / "panel-recorded.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1900})
+            page.goto(lab)
+            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
+            page.click("li.lm-MenuBar-item:has-text('Run')")
+            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+            recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
+            expect(recorded.first).to_be_visible(timeout=120_000)
+            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+            band_src = curves.get_attribute("src")
+            handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first  # the learning rate
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            expect(page.locator(".jp-OutputArea").get_by_text("These settings are not recorded").first).to_be_visible(
+                timeout=20_000)
+            expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
+            empty_src = curves.get_attribute("src")
+            t = time.perf_counter()
+            page.keyboard.press("ArrowLeft")
+            expect(curves).not_to_have_attribute("src", empty_src, timeout=20_000)  # the band, drawn again
+            print(f"band shown {time.perf_counter() - t:.2f} s after the key press (browser round trip included)")
+            expect(recorded.first).to_be_visible()
+            assert page.locator(".jp-OutputArea td").count() == 0  # nothing was trained: the history table is empty
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("LMTUNE_SCREENSHOTS"):
+        Path(os.environ["LMTUNE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(os.environ["LMTUNE_SCREENSHOTS"]) / shot.name)
