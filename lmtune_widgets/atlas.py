@@ -53,11 +53,19 @@ ONE_KNOB: dict[str, tuple] = {
 # shows and full fine-tuning stays affordable to record; a lesson's panel starts from the same base.
 SMALL = {"max_train_samples": 512, "evals_per_epoch": 2}
 LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
-    "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
+    # warmup and decay separated (lesson 06), at a learning rate high enough for warmup to matter:
+    # constant_with_warmup at warmup 0 is neither, at 0.1 warmup only; linear at 0 decay only, at 0.1 both
+    "warmup_x_decay": ({"learning_rate": 2e-3},
+                       {"lr_scheduler_type": ("constant_with_warmup", "linear"), "warmup_ratio": (0.0, 0.1)}),
+    "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3.2e-5, 1e-4, 5e-4, 2e-3)}),
     "dropout_x_noise": ({**SMALL, "num_train_epochs": 5},
                         {"dropout": (0.0, 0.1, 0.3, 0.5), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
-    "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3.2e-5, 1e-4, 5e-4, 2e-3)}),
+    "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
 }
+# What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
+# one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.
+FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "dropout", "weight_decay",
+               "lr_scheduler_type", "warmup_ratio")
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -67,17 +75,24 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
 
     from .config import PRESETS, TASKS
 
+    def one_knob(knobs):
+        return [(f"one knob: {knob}", {knob: v, "seed": seed})
+                for knob in knobs for v in ONE_KNOB[knob] for seed in SEEDS[:FEW_SEEDS]]
+
+    def lesson_grids(tasks):
+        return [(f"lessons: {name}", {**base, "task": task, **dict(zip(axes, values)), "seed": seed})
+                for task in tasks for name, (base, axes) in LESSON_GRIDS.items()
+                for values in product(*axes.values()) for seed in SEEDS[:FEW_SEEDS]]
+
     planned: list[tuple[str, dict]] = []
     for task in TASKS:
         planned += [("defaults", {"task": task, "seed": seed}) for seed in SEEDS]
     for preset in PRESETS:
         planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
-    for knob, values in ONE_KNOB.items():
-        planned += [(f"one knob: {knob}", {knob: v, "seed": seed}) for v in values for seed in SEEDS[:FEW_SEEDS]]
-    for name, (base, axes) in LESSON_GRIDS.items():
-        for task, values in product(TASKS, product(*axes.values())):
-            planned += [(f"lessons: {name}", {**base, "task": task, **dict(zip(axes, values)), "seed": seed})
-                        for seed in SEEDS[:FEW_SEEDS]]
+    planned += one_knob(FIRST_KNOBS)
+    planned += lesson_grids(["sentiment"])
+    planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
+    planned += lesson_grids([t for t in TASKS if t != "sentiment"])
     seen, out = set(), []
     for section, changes in planned:
         config = FineTuneConfig(**changes)
@@ -279,7 +294,7 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     from .training import _prefix_key
 
     sections_order, groups = {}, {}
-    todo.sort(key=lambda sc: (sections_order.setdefault(sc[0], len(sections_order)),
+    todo.sort(key=lambda sc: (sections_order.setdefault((sc[0], sc[1].task), len(sections_order)),
                               groups.setdefault(_prefix_key(sc[1], torch.device(device)), len(groups))))
     cost = [estimate_seconds(c, c.max_train_samples, c.max_eval_samples, 6) for _, c in todo]
     path = folder / f"{device}-shard{index}of{count}.jsonl"
