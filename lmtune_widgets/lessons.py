@@ -6,9 +6,14 @@
     runs = lessons.sweep(base, "learning_rate", [1e-5, 1e-4, 1e-3])
     lessons.show(plot_runs(runs, labels=...))             # a static picture that GitHub shows
     lessons.save_results(RESULTS_PATH, best=...)
+    groups = lessons.recorded_sweep("learning_rate", [1e-4, 5e-4])   # recorded seeds as bands: no training
+    lessons.is_it_real(first, second)                     # the one rule, said plainly
+    lessons.check_claims("01")                            # the lesson's claims, checked on the recorded runs
 
-`QUICK = True` (papermill in CI) shrinks every run to a few seconds so the whole series executes fast;
-`QUICK = False` is what learners run, and what the lesson assertions at the end of each notebook check.
+`QUICK = True` (papermill in CI) shrinks every live run to a few seconds so the whole series executes fast;
+`QUICK = False` is what learners run. Sweeps and comparisons come from the recorded runs (the atlas: several seeds
+per setting, drawn as bands at once), the same in both modes, and every claim a lesson makes is checked on them
+by its last cell (`check_claims`), so CI asserts each lesson's claims on every run.
 
 Within one kernel, settings that were already trained are not trained again: a run is deterministic for a given
 configuration and seed (tested), so `run_once`, `sweep` and the exercise reuse the earlier run's curves and say so.
@@ -174,3 +179,123 @@ def save_results(path: str | os.PathLike, **results: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=float))
     print(f"results written to {path}")
+
+
+# ------------------------------------------------------------------------------------------------ recorded evidence
+def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
+    """The recorded seeds of `config` (the defaults) with `changes`; ValueError naming it if it is not recorded."""
+    from . import atlas
+
+    config = (config or FineTuneConfig()).replace(**changes)
+    found = atlas.load().runs(config)
+    if not found:
+        raise ValueError(f"not recorded: {config.changes() or 'the defaults'} (see `make atlas`)")
+    return found
+
+
+def _number(value: Any) -> str:
+    """1e-05, 3.2e-05, 0.1, 16: as short as the value allows."""
+    if isinstance(value, float) and value and abs(value) < 1e-2:
+        short = f"{value:.0e}"
+        return short if float(short) == value else f"{value:.1e}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _label(field: str, value: Any) -> str:
+    return f"{field} {_number(value)}"
+
+
+def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | None = None,
+                   labels: list[str] | None = None, title: str | None = None, reference: Any = None,
+                   curves: Iterable[Any] | None = None, measure=None, what: str = "kept accuracy",
+                   draw: bool = True) -> dict[Any, list[Run]]:
+    """The recorded seeds of `base` with `field` set to each value, at once (no training). Draws the curves of
+    `curves` (by default every value, or four spread out when there are more) as seed bands, then the kept accuracy
+    (or `measure`, named `what`) of every seed against the value, with the reference's range shaded: a value whose
+    range stays clear of the shading differs from it by the one rule. Prints one line per value. Returns
+    {value: runs}."""
+    from collections import Counter
+
+    from .plotting import plot_bands
+    from .runs import accuracy_range, compare_runs, kept_accuracy
+
+    measure = measure or kept_accuracy
+    base = base or FineTuneConfig()
+    values = list(values)
+    groups = {value: recorded(base, **{field: value}) for value in values}
+    names = dict(zip(values, labels or [_label(field, value) for value in values]))
+    reference = getattr(base, field) if reference is None else reference
+    against = groups.get(reference) or recorded(base, **{field: reference})
+    verdicts = {value: "reference" if value == reference else compare_runs(found, against, measure, what).verdict
+                for value, found in groups.items()}
+    if draw:
+        if curves is None:
+            curves = values if len(values) <= 5 else [values[round(i * (len(values) - 1) / 3)] for i in range(4)]
+        curves = list(curves)
+        show(plot_bands([groups[v] for v in curves], [names[v] for v in curves], title=title))
+        show(_sweep_figure(field, groups, names, verdicts, against, measure, what, title))
+    fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
+    for value, found in groups.items():
+        low, high = accuracy_range(found, measure)
+        shapes = ", ".join(f"{n} {v}" for v, n in Counter(diagnose(r).verdict for r in found).items())
+        rule = {"higher": "higher (real)", "lower": "lower (real)"}.get(verdicts[value], verdicts[value])
+        print(f"{names[value]:>22}: {what} {fmt(low)} to {fmt(high)} over {len(found)} seeds ({shapes}); "
+              f"against {names.get(reference, _label(field, reference))}: {rule}")
+    return groups
+
+
+def _sweep_figure(field, groups, names, verdicts, against, measure, what, title):
+    """Every seed's kept accuracy (a dot) against the swept value, each value's range as a bar, the reference's
+    range shaded across: bars that overlap the shading are within the noise."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    from .runs import accuracy_range
+
+    values = list(groups)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    logscale = numeric and min(values) > 0 and max(values) / min(values) >= 20
+    xs = values if numeric else list(range(len(values)))
+    colours = {"reference": "black", "higher": "#2ca02c", "lower": "#d62728"}
+    fig = Figure(figsize=(6.4, 3.2))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.2, top=0.86)
+    ax = fig.subplots()
+    low, high = accuracy_range(against, measure)
+    ax.axhspan(low, high, color="grey", alpha=0.2, lw=0, label="the reference's range")
+    for x, (value, found) in zip(xs, groups.items()):
+        points = [measure(r) for r in found if math.isfinite(measure(r))]
+        colour = colours.get(verdicts[value], "#7f7f7f")
+        ax.vlines(x, min(points), max(points), color=colour, lw=2, alpha=0.6)
+        ax.plot([x] * len(points), points, "o", color=colour, markersize=4)
+    if logscale:
+        ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([names[v].replace(f"{field} ", "") for v in values], fontsize=8,
+                       rotation=30 if not numeric else 0)
+    ax.minorticks_off()
+    ax.set(xlabel=field, ylabel=what)
+    ax.grid(alpha=0.3)
+    ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
+                 "(green/red: higher/lower than the reference by the rule; grey: within the noise)", fontsize=9)
+    return fig
+
+
+def is_it_real(first: list[Run], second: list[Run], names: tuple[str, str] = ("first", "second"),
+               title: str | None = None) -> str:
+    """Two settings, each recorded with several seeds: their bands side by side, and the rule's verdict in words."""
+    from .plotting import plot_bands
+    from .runs import compare_runs
+
+    show(plot_bands([first, second], list(names), title=title))
+    verdict = compare_runs(first, second)
+    answer = f"{names[0]} against {names[1]}: {verdict}"
+    print(answer)
+    return verdict.verdict
+
+
+def check_claims(lesson: str) -> None:
+    """Every claim this lesson makes, checked on the recorded runs (an AssertionError if one does not hold)."""
+    from .evidence import assert_claims
+
+    assert_claims(lesson)

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .config import FineTuneConfig
 
@@ -262,9 +262,9 @@ def kept_accuracy(run: Run) -> float:
     return value if _finite(value) else math.nan
 
 
-def accuracy_range(runs: list[Run]) -> tuple[float, float]:
-    """(lowest, highest) kept accuracy over runs that differ only by seed."""
-    values = [kept_accuracy(r) for r in runs if _finite(kept_accuracy(r))]
+def accuracy_range(runs: list[Run], measure: Callable[[Run], float] = kept_accuracy) -> tuple[float, float]:
+    """(lowest, highest) of `measure` (by default the kept accuracy) over runs that differ only by seed."""
+    values = [measure(r) for r in runs if _finite(measure(r))]
     return (min(values), max(values)) if values else (math.nan, math.nan)
 
 
@@ -273,31 +273,35 @@ class Comparison:
     """The rule's answer for two settings, each run with several seeds."""
 
     verdict: str  # "higher" | "lower" (the first against the second) | "within the noise" | "too few seeds"
-    first: tuple[float, float]  # lowest and highest kept accuracy over the first setting's seeds
+    first: tuple[float, float]  # lowest and highest kept accuracy (or `what`) over the first setting's seeds
     second: tuple[float, float]
     seeds: tuple[int, int]
+    what: str = "kept accuracy"
 
     @property
     def real(self) -> bool:
         return self.verdict in ("higher", "lower")
 
     def __str__(self) -> str:
-        spans = (f"{self.first[0]:.1%} to {self.first[1]:.1%} over {self.seeds[0]} seeds against "
-                 f"{self.second[0]:.1%} to {self.second[1]:.1%} over {self.seeds[1]}")
+        f = (lambda x: f"{x:.1%}") if "accuracy" in self.what or "rate" in self.what else (lambda x: f"{x:.2f}")
+        spans = (f"{f(self.first[0])} to {f(self.first[1])} over {self.seeds[0]} seeds against "
+                 f"{f(self.second[0])} to {f(self.second[1])} over {self.seeds[1]}")
         if self.verdict == "too few seeds":
             return f"too few seeds to tell (at least {MIN_SEEDS} each): {spans}"
         if self.verdict == "within the noise":
-            return f"within the noise: the ranges overlap ({spans})"
-        return f"a real difference, {self.verdict}: the ranges do not overlap ({spans})"
+            return f"within the noise: the ranges of {self.what} overlap ({spans})"
+        return f"a real difference, {self.verdict}: the ranges of {self.what} do not overlap ({spans})"
 
 
-def compare_runs(first: list[Run], second: list[Run]) -> Comparison:
+def compare_runs(first: list[Run], second: list[Run], measure: Callable[[Run], float] = kept_accuracy,
+                 what: str = "kept accuracy") -> Comparison:
     """Is the difference between two settings real? Each is run with at least `MIN_SEEDS` seeds; the difference
     is real when the ranges (lowest to highest) of the kept model's accuracy on the whole validation split do
     not overlap, and "within the noise" when they do. Ranges, not means: with 3 to 5 seeds a mean hides how far
-    one seed can land from another, and the learner sees the same ranges drawn as bands."""
-    a, b = accuracy_range(first), accuracy_range(second)
-    seeds = (sum(_finite(kept_accuracy(r)) for r in first), sum(_finite(kept_accuracy(r)) for r in second))
+    one seed can land from another, and the learner sees the same ranges drawn as bands. The same rule judges any
+    other number a run keeps (`measure`, named `what`): its similarity score, its error rate on negations."""
+    a, b = accuracy_range(first, measure), accuracy_range(second, measure)
+    seeds = (sum(_finite(measure(r)) for r in first), sum(_finite(measure(r)) for r in second))
     if min(seeds) < MIN_SEEDS:
         verdict = "too few seeds"
     elif a[0] > b[1]:
@@ -306,7 +310,7 @@ def compare_runs(first: list[Run], second: list[Run]) -> Comparison:
         verdict = "lower"
     else:
         verdict = "within the noise"
-    return Comparison(verdict, a, b, seeds)
+    return Comparison(verdict, a, b, seeds, what)
 
 
 def seed_band(runs: list[Run]) -> list[dict[str, Any]]:

@@ -1,0 +1,241 @@
+"""What the lessons claim, each written as a check over the recorded runs, so that CI asserts every one.
+
+    from lmtune_widgets import evidence
+    evidence.check("01")              # every claim of lesson 01: a Finding each (does it hold, and the numbers)
+    evidence.CLAIMS["01.too_low"]     # one claim: its text and its check
+    evidence.assert_claims("01")      # prints them, raises AssertionError if one does not hold (a lesson's last cell)
+
+A lesson states a difference only where the one rule (`runs.compare_runs`) finds it: the ranges over at least
+three seeds of the kept model's accuracy on the whole validation split do not overlap. Where they overlap, the
+lesson says "within the noise". A claim whose runs are not recorded does not hold: it says which are missing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .config import FineTuneConfig
+from .runs import MIN_SEEDS, Comparison, Run, compare_runs, diagnose, kept_accuracy
+
+
+class MissingEvidence(LookupError):
+    """The runs a claim needs are not recorded (with enough seeds)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str  # "<lesson>.<name>", e.g. "01.too_low"
+    text: str  # what the lesson says, in its words
+    check: Callable[[Any], list[tuple[bool, str]]]  # (book) -> one (holds, evidence) per part of the claim
+
+    @property
+    def lesson(self) -> str:
+        return self.id.split(".")[0]
+
+
+@dataclass
+class Finding:
+    claim: Claim
+    holds: bool
+    evidence: list[str]
+
+    def __str__(self) -> str:
+        mark = "holds" if self.holds else "DOES NOT HOLD"
+        return f"[{mark}] {self.claim.text}\n" + "\n".join(f"    - {line}" for line in self.evidence)
+
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def claim(id: str, text: str):
+    """Register a lesson claim; the decorated function takes the atlas and returns [(holds, evidence), ...]."""
+    def register(function):
+        if id in CLAIMS:
+            raise ValueError(f"claim {id!r} is registered twice")
+        CLAIMS[id] = Claim(id, " ".join(text.split()), function)
+        return function
+
+    return register
+
+
+def check(which: str, book=None) -> list[Finding]:
+    """The findings of one claim ("01.too_low") or of every claim of a lesson ("01")."""
+    from . import atlas
+
+    book = book if book is not None else atlas.load()
+    chosen = [c for c in CLAIMS.values() if which in (c.id, c.lesson)]
+    if not chosen:
+        known = sorted({c.lesson for c in CLAIMS.values()})
+        raise ValueError(f"no claim or lesson {which!r}: lessons with claims are {', '.join(known)}")
+    findings = []
+    for c in chosen:
+        try:
+            parts = c.check(book)
+        except MissingEvidence as missing:
+            parts = [(False, f"not recorded: {missing}")]
+        findings.append(Finding(c, all(ok for ok, _ in parts), [line for _, line in parts]))
+    return findings
+
+
+def assert_claims(lesson: str, book=None) -> list[Finding]:
+    """Print every claim of `lesson` with its evidence; raise AssertionError naming those that do not hold."""
+    findings = check(lesson, book)
+    for finding in findings:
+        print(finding)
+    failed = [f.claim.id for f in findings if not f.holds]
+    if failed:
+        raise AssertionError(f"the recorded runs do not support: {', '.join(failed)}")
+    print(f"All {len(findings)} claims of lesson {lesson} hold on the recorded runs.")
+    return findings
+
+
+# ------------------------------------------------------------------------------------------------ vocabulary
+def runs(book, **changes: Any) -> list[Run]:
+    """The recorded seeds of the defaults with `changes`; MissingEvidence if fewer than MIN_SEEDS."""
+    found = book.runs(FineTuneConfig(**changes))
+    if len(found) < MIN_SEEDS:
+        raise MissingEvidence(f"{changes or 'the defaults'} has {len(found)} seed(s), needs {MIN_SEEDS}")
+    return found
+
+
+def similarity(run: Run) -> float:
+    """How well the fine-tuned encoder still scores sentence similarity (Spearman; 1 is perfect)."""
+    value = run.kept.get("similarity")
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+
+def error_rate(phenomenon: str) -> Callable[[Run], float]:
+    """The kept model's error rate on the validation messages of one phenomenon (negation, mixed, ...)."""
+    def rate(run: Run) -> float:
+        errors, total = (run.kept.get("errors_by_phenomenon") or {}).get(phenomenon, (0, 0))
+        return errors / total if total else math.nan
+
+    return rate
+
+
+def compare(book, first: dict, second: dict, measure: Callable[[Run], float] = kept_accuracy,
+            what: str = "kept accuracy") -> Comparison:
+    return compare_runs(runs(book, **first), runs(book, **second), measure, what)
+
+
+def expect(comparison: Comparison, verdict: str, name: str) -> tuple[bool, str]:
+    return comparison.verdict == verdict, f"{name}: {comparison}"
+
+
+def verdicts(found: Iterable[Run]) -> list[str]:
+    return [diagnose(run).verdict for run in found]
+
+
+def _name(changes: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in changes.items()) or "the defaults"
+
+
+# ------------------------------------------------------------------------------------------------ 00 start here
+@claim("00.presets", """Each preset shows its shape on every one of 5 seeds: `underfit` underfits, `overfit`
+       overfits, `diverge` diverges.""")
+def _presets(book):
+    out = []
+    for preset, shape in (("underfit", "underfitting"), ("overfit", "overfitting"), ("diverge", "diverged")):
+        found = runs(book, **FineTuneConfig.from_preset(preset).changes())
+        seen = verdicts(found)
+        out.append((set(seen) == {shape} and len(found) >= 5, f"{preset}: {', '.join(seen)}"))
+    return out
+
+
+@claim("00.defaults_mostly_good", """The defaults read as a good fit on most seeds, but not on all: even the
+       verdict of a run depends on its seed.""")
+def _defaults(book):
+    seen = verdicts(runs(book))
+    good = seen.count("good fit")
+    return [(good > len(seen) / 2, f"{good} of {len(seen)} seeds read 'good fit'"),
+            (good < len(seen), f"the others read {', '.join(v for v in seen if v != 'good fit')}")]
+
+
+@claim("00.seed_spread", """The same settings with five different seeds keep models whose accuracy spans more
+       than 3 points: one run cannot show a difference of 2 or 3 points.""")
+def _spread(book):
+    accuracies = sorted(kept_accuracy(r) for r in runs(book))
+    width = accuracies[-1] - accuracies[0]
+    return [(width > 0.03, f"kept accuracy of the defaults over {len(accuracies)} seeds: "
+             f"{', '.join(f'{a:.1%}' for a in accuracies)} (a spread of {width:.1%})")]
+
+
+@claim("00.is_it_real", """Learning rate 1e-3 against the default 5e-4: with seed 42 alone the two kept models
+       differ by about 3 points, yet over several seeds the difference is within the noise.""")
+def _is_it_real(book):
+    one, other = runs(book, learning_rate=1e-3), runs(book)
+    single = [next(kept_accuracy(r) for r in found if r.config.seed == 42) for found in (one, other)]
+    gap = single[1] - single[0]
+    return [(abs(gap) >= 0.02, f"seed 42 only: 1e-3 keeps {single[0]:.1%}, 5e-4 keeps {single[1]:.1%}"),
+            expect(compare_runs(one, other), "within the noise", "all seeds")]
+
+
+# ------------------------------------------------------------------------------------------------ 01 learning rate
+@claim("01.too_low", """Too low a learning rate underfits: at 1e-5 and 3.2e-5 every seed underfits, and both keep
+       a worse model than the default 5e-4.""")
+def _too_low(book):
+    out = []
+    for lr in (1e-5, 3.2e-5):
+        seen = verdicts(runs(book, learning_rate=lr))
+        out.append((set(seen) == {"underfitting"}, f"lr {lr:g}: {', '.join(seen)}"))
+        out.append(expect(compare(book, {"learning_rate": lr}, {}), "lower", f"lr {lr:g} against 5e-4"))
+    return out
+
+
+@claim("01.too_high", """Too high a learning rate is worse and erratic: at 5e-3 the kept model is worse than at
+       5e-4, and its seeds land more than 20 points apart.""")
+def _too_high(book):
+    found = runs(book, learning_rate=5e-3)
+    accuracies = [kept_accuracy(r) for r in found]
+    return [expect(compare(book, {"learning_rate": 5e-3}, {}), "lower", "lr 5e-3 against 5e-4"),
+            (max(accuracies) - min(accuracies) > 0.2, f"lr 5e-3 verdicts: {', '.join(verdicts(found))}")]
+
+
+@claim("01.plateau", """Between the extremes lies a plateau, not a peak: from 2e-4 to 2e-3, a tenfold range, the
+       kept accuracy is within the noise of the default 5e-4; 1e-4 is already lower.""")
+def _plateau(book):
+    out = [expect(compare(book, {"learning_rate": lr}, {}), "within the noise", f"lr {lr:g} against 5e-4")
+           for lr in (2e-4, 1e-3, 2e-3)]
+    out.append(expect(compare(book, {"learning_rate": 1e-4}, {}), "lower", "lr 1e-4 against 5e-4"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ 02 batch size
+@claim("02.steps", """The steps per epoch are the training examples divided by the batch size (1616 messages:
+       404 steps at batch 4, 13 at batch 128).""")
+def _steps(book):
+    out = []
+    for batch in (4, 16, 128):
+        steps = runs(book, per_device_train_batch_size=batch)[0].meta["steps_per_epoch"]
+        out.append((steps == math.ceil(1616 / batch), f"batch {batch}: {steps} steps per epoch"))
+    return out
+
+
+@claim("02.big_batch_lags", """At the same learning rate (5e-4) and epochs, batch 128 keeps a worse model than
+       batch 16: ten times fewer steps learn less.""")
+def _big_batch(book):
+    return [expect(compare(book, {"per_device_train_batch_size": 128}, {}), "lower", "batch 128 against 16")]
+
+
+@claim("02.small_batches_tie", """From batch 4 to batch 64 the differences are within the noise: the batch size
+       matters less than the number of steps it leaves.""")
+def _small_batches(book):
+    return [expect(compare(book, {"per_device_train_batch_size": b}, {}), "within the noise", f"batch {b} against 16")
+            for b in (4, 8, 32, 64)]
+
+
+# ------------------------------------------------------------------------------------------------ 03 epochs
+@claim("03.too_few", """On all 1616 messages, half an epoch and one epoch keep a worse model than two.""")
+def _too_few(book):
+    return [expect(compare(book, {"num_train_epochs": e}, {}), "lower", f"{e:g} epoch(s) against 2")
+            for e in (0.5, 1)]
+
+
+@claim("03.overfit_early", """On 192 noisy messages for 10 epochs, every seed overfits, and the validation loss is
+       lowest within the first 3 epochs.""")
+def _overfit_early(book):
+    found = runs(book, **FineTuneConfig.from_preset("overfit").changes())
+    best = [diagnose(r).best_epoch for r in found]
+    return [(set(verdicts(found)) == {"overfitting"}, f"verdicts: {', '.join(verdicts(found))}"),
+            (max(best) <= 3, f"lowest validation loss at epochs {', '.join(f'{b:g}' for b in best)}")]
