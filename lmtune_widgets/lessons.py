@@ -244,6 +244,18 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
     return groups
 
 
+def recorded_rows(groups: dict[Any, list[Run]], field: str) -> list[dict[str, Any]]:
+    """A row per swept value of a recorded sweep: its seeds, kept accuracy range and verdicts (for results files)."""
+    from .runs import accuracy_range
+
+    rows = []
+    for value, found in groups.items():
+        low, high = accuracy_range(found)
+        rows.append({field: value, "seeds": len(found), "kept_accuracy_low": round(low, 4),
+                     "kept_accuracy_high": round(high, 4), "verdicts": [diagnose(r).verdict for r in found]})
+    return rows
+
+
 def _sweep_figure(field, groups, names, verdicts, against, measure, what, title):
     """Every seed's kept accuracy (a dot) against the swept value, each value's range as a bar, the reference's
     range shaded across: bars that overlap the shading are within the noise."""
