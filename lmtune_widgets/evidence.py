@@ -239,3 +239,20 @@ def _overfit_early(book):
     best = [diagnose(r).best_epoch for r in found]
     return [(set(verdicts(found)) == {"overfitting"}, f"verdicts: {', '.join(verdicts(found))}"),
             (max(best) <= 3, f"lowest validation loss at epochs {', '.join(f'{b:g}' for b in best)}")]
+
+
+def step_noise(run: Run) -> float:
+    """How much the loss jumps from one optimizer step to the next: the standard deviation of the step losses over
+    the second half of the run (the first half is dominated by the fall)."""
+    import statistics
+
+    losses = [x for x in run.train_losses[len(run.train_losses) // 2:] if math.isfinite(x)]
+    return statistics.pstdev(losses) if len(losses) > 1 else math.nan
+
+
+@claim("02.step_noise", """Smaller batches make noisier steps: the loss of single steps jumps more at batch 4 than
+       at batch 16, and more at batch 16 than at batch 128, on every seed.""")
+def _step_noise(book):
+    return [expect(compare(book, {"per_device_train_batch_size": small}, {"per_device_train_batch_size": big},
+                           step_noise, "step-loss spread"), "higher", f"batch {small} against {big}")
+            for small, big in ((4, 16), (16, 128))]
