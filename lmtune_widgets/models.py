@@ -35,6 +35,20 @@ def resolve_model_path(name: str) -> str:
     return bundled_model_path(name) if name in BUNDLED_MODELS else name
 
 
+def is_causal_lm(name: str) -> bool:
+    """True for a decoder LLM, fine-tuned as instructions (llm.py): the bundled "smollm2", or a model whose
+    config names a `...ForCausalLM` architecture. Everything else gets a classification head (`load_model`)."""
+    from .config import LLM_MODELS
+
+    if name in LLM_MODELS:
+        return True
+    if name in BUNDLED_MODELS:
+        return False
+    from transformers import AutoConfig
+
+    return any(a.endswith("ForCausalLM") for a in (_load(AutoConfig.from_pretrained, name, name).architectures or []))
+
+
 def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = False, seed: int = 0,
                id2label: dict[int, str] | None = None):
     """A sequence classifier and its tokenizer. The classification head is always new (seeded)."""

@@ -36,7 +36,7 @@ from torch import nn
 
 from .config import FineTuneConfig
 from .data import flip_labels, load_splits, tokenize
-from .models import count_parameters, freeze_bottom, load_model, transformer_layers
+from .models import count_parameters, freeze_bottom, is_causal_lm, load_model, transformer_layers
 from .runs import Run
 
 DIVERGENCE_FACTOR = 3.0  # recent train loss above this x the first loss means the run blew up
@@ -188,8 +188,9 @@ def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def schedule_steps(config: FineTuneConfig, num_train: int) -> tuple[int, int, int]:
-    """(steps per epoch, total optimizer steps, warmup steps) for a training set of `num_train` examples."""
-    steps_per_epoch = math.ceil(num_train / config.per_device_train_batch_size)
+    """(steps per epoch, total optimizer steps, warmup steps) for a training set of `num_train` examples.
+    One optimizer step takes `gradient_accumulation_steps` batches: the effective batch size."""
+    steps_per_epoch = math.ceil(num_train / config.effective_batch_size)
     total = max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
     warmup = math.ceil(config.warmup_ratio * total)
     return steps_per_epoch, total, warmup
@@ -368,7 +369,7 @@ def estimate_seconds(config: FineTuneConfig, num_train: int, num_eval: int, num_
     """A rough forecast of training + evaluation time: backward costs about twice a forward pass."""
     steps_per_epoch, total, _ = schedule_steps(config, num_train)
     trainable_layers = max(num_layers - config.freeze_layers, 0) + 0.3  # + the head
-    examples_trained = min(total * config.per_device_train_batch_size, math.ceil(config.num_train_epochs * num_train))
+    examples_trained = min(total * config.effective_batch_size, math.ceil(config.num_train_epochs * num_train))
     evaluations = total // max(1, steps_per_epoch // config.evals_per_epoch) + 1
     work = 3 * examples_trained * trainable_layers + evaluations * num_eval * trainable_layers
     if config.freeze_layers == 0:
@@ -403,6 +404,7 @@ class Job:
     step: int = 0
     since_point: list[float] = field(default_factory=list)  # training losses since the last point
     t0: float = 0.0
+    objective: Any = None  # None: a class head (cross-entropy on logits); an LLM's `llm.Instructions` otherwise
 
     def dispatch(self, event: str, *args) -> None:
         """Call `event` on the learner's callbacks, then on the run's own rules."""
@@ -411,7 +413,12 @@ class Job:
 
 
 def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = None, thorough: bool = False) -> Job:
-    """Set-up: data, model, frozen features (computed once, reused by the next run that shares them), optimizer."""
+    """Set-up: data, model, frozen features (computed once, reused by the next run that shares them), optimizer.
+    A decoder LLM is set up by `llm.prepare_instruction_tuning` instead: the task becomes an instruction."""
+    if is_causal_lm(config.model_name):
+        from .llm import prepare_instruction_tuning  # llm.py builds on this module
+
+        return prepare_instruction_tuning(config, lr_lambda, thorough)
     device = pick_device(config.device)
     splits = load_splits(config.task, config.dataset)
     num_labels = len(splits.label_names)
@@ -480,6 +487,8 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
 
 def evaluate(job: Job, ids: list[list[int]], labels: list[int], states: list | None) -> tuple[float, float, list[int]]:
     """Mean loss, accuracy and each example's predicted class, in eval mode, on batches sorted by length."""
+    if job.objective is not None:
+        return job.objective.evaluate(job, ids, labels, states)
     job.model.eval()
     targets = torch.tensor(labels)
     loss_sum, predicted = 0.0, [0] * len(ids)
@@ -529,17 +538,30 @@ def add_point(job: Job) -> dict[str, Any]:
     return point
 
 
-def train_step(job: Job, batch: list[int]) -> float:
-    """One optimizer step on one batch; returns its loss."""
+def batch_loss(job: Job, batch: list[int]) -> torch.Tensor:
+    """The mean loss of one batch: cross-entropy of the class logits (an LLM: of its answer tokens)."""
+    if job.objective is not None:
+        return job.objective.batch_loss(job, batch)
     inputs = pad_batch([job.train["input_ids"][i] for i in batch], job.tokenizer.pad_token_id, job.device)
     labels = torch.tensor([job.train["label"][i] for i in batch], device=job.device)
     if job.prefix is not None:
         job.prefix.use([job.train_states[i] for i in batch])
-    job.run.learning_rates.append(job.optimizer.param_groups[0]["lr"])
     with job.autocast:
         logits = job.model(**inputs).logits.float()  # (B, num_labels)
-    loss = nn.functional.cross_entropy(logits, labels)
-    job.scaler.scale(loss).backward()
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def train_step(job: Job, *batches: list[int]) -> float:
+    """One optimizer step; returns its loss. With several batches (gradient accumulation) each one's gradients
+    are added up, each loss divided by their number, so the step sees the mean over all their examples."""
+    job.run.learning_rates.append(job.optimizer.param_groups[0]["lr"])
+    value = 0.0
+    for batch in batches:
+        loss = batch_loss(job, batch)
+        if len(batches) > 1:
+            loss = loss / len(batches)
+        job.scaler.scale(loss).backward()
+        value += loss.item()
     if job.config.max_grad_norm > 0:
         job.scaler.unscale_(job.optimizer)
         nn.utils.clip_grad_norm_(job.trainable, job.config.max_grad_norm)
@@ -547,19 +569,20 @@ def train_step(job: Job, batch: list[int]) -> float:
     job.scaler.update()
     job.scheduler.step()
     job.optimizer.zero_grad(set_to_none=True)
-    value = loss.item()
     job.run.train_losses.append(value)
     job.since_point.append(value)
     return value
 
 
 def one_epoch(job: Job) -> None:
-    """A pass over the shuffled training batches, evaluating every `eval_every` steps and at the very end."""
-    meta = job.run.meta
-    for batch in training_batches([len(x) for x in job.train["input_ids"]], job.config.per_device_train_batch_size,
-                                  job.shuffler):
+    """A pass over the shuffled training batches, `gradient_accumulation_steps` of them per optimizer step,
+    evaluating every `eval_every` steps and at the very end."""
+    meta, accumulate = job.run.meta, job.config.gradient_accumulation_steps
+    batches = training_batches([len(x) for x in job.train["input_ids"]], job.config.per_device_train_batch_size,
+                               job.shuffler)
+    for start in range(0, len(batches), accumulate):
         job.dispatch("on_step_begin", job.step)
-        loss = train_step(job, batch)
+        loss = train_step(job, *batches[start:start + accumulate])
         job.step += 1
         job.dispatch("on_step_end", job.step, loss)
         if job.step % meta["eval_every"] == 0 or job.step == meta["total_steps"]:
@@ -595,7 +618,7 @@ def finish(job: Job, keep_model: bool) -> None:
         if job.prefix is not None:
             job.prefix.remove()
         job.model.eval()
-    if job.thorough and run.status != "failed":
+    if job.thorough and run.status != "failed" and job.objective is None:  # sentence similarity needs an encoder
         from .measures import sentence_similarity
 
         run.kept["similarity"] = sentence_similarity(job.model, job.tokenizer, job.device)
@@ -603,6 +626,8 @@ def finish(job: Job, keep_model: bool) -> None:
     run.meta["first_train_loss"] = run.history[0]["train_loss"] if run.history else None  # where the curve starts
     if keep_model:
         run.model, run.tokenizer = job.model, job.tokenizer
+        if job.objective is not None:  # an LLM: run.predict scores the label words
+            run.model, run.tokenizer = job.objective.for_predict(job.model, job.tokenizer)
     for callback in job.callbacks:
         callback.on_train_end(run)
 

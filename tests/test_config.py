@@ -34,6 +34,13 @@ BAD_VALUES = [
     ("early_stopping_patience", -1, "early_stopping_patience=-1 is out of range"),
     ("device", "tpu", "device='tpu' is not valid: choose one of auto, cpu, cuda, mps"),
     ("max_grad_norm", -1, "max_grad_norm=-1 is out of range"),
+    ("gradient_accumulation_steps", 0, "gradient_accumulation_steps=0 is out of range: allowed from 1 to 1024"),
+    ("lora_r", -1, "lora_r=-1 is out of range: allowed from 0"),
+    ("lora_r", 4.5, "lora_r=4.5 is not valid: expected a whole number"),
+    ("lora_alpha", 0, "lora_alpha=0 is out of range"),
+    ("lora_dropout", 0.95, "lora_dropout=0.95 is out of range: allowed from 0 to 0.9"),
+    ("lora_target_modules", (), "lora_target_modules=() is not valid: expected one or more module names"),
+    ("lora_target_modules", ("q_proj", 3), "lora_target_modules=('q_proj', 3) is not valid"),
 ]
 
 
