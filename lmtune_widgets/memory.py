@@ -162,7 +162,8 @@ def table(method_precisions=(("full", "fp32"), ("full", "bf16"), ("freeze", "bf1
         for method, precision in method_precisions:
             trained = max(1, shape.layers // 4) if method == "freeze" else None
             bill = estimate(shape, method, precision, batch_size, seq_len, trained, lora_r)
-            row[f"{method} {precision}"] = round(bill.total / GB, 1)
+            scope = {"full": "", "freeze": " (top 1/4)", "lora": " (all blocks)"}[method]
+            row[f"{method}{scope} {precision}"] = round(bill.total / GB, 1)
         rows.append(row)
     return rows
 

@@ -179,7 +179,7 @@ def test_memory_bill_matches_the_bytes_of_a_real_training_step(smollm2):
         params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         saved = {}
 
-        def pack(t):
+        def pack(t, params=params, saved=saved):
             if t.untyped_storage().data_ptr() not in params:
                 saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
