@@ -5,24 +5,37 @@
     panel                                           # shows it in a notebook
     panel.run(); panel.wait()                       # what the Run button does; wait() returns a static picture
 
-One state object is the source of truth (the `FineTuneConfig` the controls describe, `panel.config`); the
-widgets are views of it. Observers only update labels, the planned schedule and enabled flags; training
-starts only from `run()`, which the Run button calls. Training runs on a background thread so the notebook
-stays responsive and Stop works. Pictures are PNGs set on `ipywidgets.Image` widgets, which every front end
-(JupyterLab, Colab, VS Code, Voila) shows, whichever thread sets them.
+Three parts, one job each:
+- `panel_plan.PanelState`: the state without widgets (base settings, runs) and the plan of a config (checks,
+  trainable parameters, schedule, estimated time, recorded runs).
+- `panel_runner.RunController`: owns the training thread, which only hands results over on a queue.
+- `TuningPanel` (here): the widgets, and the one place that changes them. Every widget update, every picture and
+  all planning happen in its methods under one lock (`_lock`): the controls' observers, `run()`, and
+  `_show_handed_over()`, which shows what the training thread handed over. In a notebook that runs on the
+  kernel's own thread (scheduled on its event loop, between widget messages); without a kernel (tests, scripts)
+  on a small pump thread; `wait()` shows the end of a run itself.
+
+The state is the source of truth; observers only update labels, the plan and enabled flags; training starts only
+from `run()`, which the Run button calls. Pictures are PNGs set on `ipywidgets.Image` widgets, which every front
+end (JupyterLab, Notebook 7, Colab, VS Code, Voila) shows; each is one matplotlib figure redrawn in place
+(`panel_figures`), styled without touching matplotlib's global settings.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import html
 import threading
-import time
 import traceback
 from typing import Any, Iterable
 
 import ipywidgets as widgets
 
-from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, config_key, describe
-from .plotting import plot_bands, plot_run, plot_runs, plot_schedules, to_png
+from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
+from .panel_figures import CurvesFigure, ScheduleFigure
+from .panel_plan import PanelState, Plan, same_settings
+from .panel_runner import RunController
+from .plotting import plot_runs, to_png
 from .runs import Run, diagnose
 
 LABELS = {  # short descriptions shown next to each control
@@ -55,22 +68,40 @@ class StaticFigure:
         return self.png
 
 
+EMPTY_TITLE = "Press Run: the curves appear here as the model trains"
+
+
+def _locked(method):
+    """Run a method under the panel's lock: the one place where widgets, pictures and plans change."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TuningPanel:
     """An ipywidgets app over `fine_tune`: see the module docstring."""
 
     def __init__(self, vary: Iterable[str] | None = None, **config_overrides: Any):
-        self.base = FineTuneConfig(**config_overrides)  # settings the controls start from (and reset to)
+        self.state = PanelState(FineTuneConfig(**config_overrides))
         self.vary = None if vary is None else tuple(vary)
-        self.runs: list[Run] = []
         self.errors: list[str] = []
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        self._lock = threading.Lock()
-        self._live_run: Run | None = None
-        self._seconds_per_unit: float | None = None
-        self._data_sizes: dict[str, tuple[int, int, int]] = {}
         self.recorded: list[Run] = []  # the atlas's runs of the current settings (all seeds); [] if not recorded
-        self._book = None
+        self._lock = threading.RLock()  # held by every method that changes a widget, a picture or the plan
+        self._active = False  # a run was started and its end is not shown yet
+        self._setting = False  # set_config moves many controls: plan once, at the end
+        self._pump: threading.Thread | None = None
+        self._handed_over = threading.Event()
+        try:  # in a kernel: what the training thread hands over is shown on the kernel's thread
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (tests, scripts): a pump thread shows it
+            self._loop = None
+        self._runner = RunController(notify=self._notify)
+        self._curves = CurvesFigure()
+        self._schedule = ScheduleFigure()
+        self._schedule_shown: tuple | None = None
 
         self.controls = self._make_controls()
         unknown = set(self.vary or ()) - set(self.controls)
@@ -114,14 +145,37 @@ class TuningPanel:
             control.observe(self._on_change, names="value")
         self.recorded_html = widgets.HTML()  # what the curves picture shows: recorded runs, or nothing yet
         self.widget = self._layout()
-        self._empty_png = to_png(plot_run(Run(self.base, [], status="running"),
-                                          title="Press Run: the curves appear here as the model trains"))
-        self._on_change()
+        with self._lock:
+            self._curves.show_empty(EMPTY_TITLE)
+            self._empty_png = self._curves.png()  # drawn once: shown whenever there is nothing to show
+            self._on_change()
+
+    # ------------------------------------------------------------------ the state, as before the split
+    @property
+    def base(self) -> FineTuneConfig:
+        return self.state.base
+
+    @base.setter
+    def base(self, config: FineTuneConfig) -> None:
+        self.state.base = config
+
+    @property
+    def runs(self) -> list[Run]:
+        return self.state.runs
+
+    @property
+    def _live_run(self) -> Run | None:
+        return self._runner.live_run
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        return self._runner.thread
 
     # ------------------------------------------------------------------ controls
     def _make_controls(self) -> dict[str, widgets.Widget]:
         b = self.base
         common = dict(style=STYLE, layout=LAYOUT, continuous_update=False)
+        num_train = self.state.sizes()[0]
         controls = {
             "learning_rate": widgets.FloatLogSlider(value=b.learning_rate, base=10, min=-7, max=-1, step=0.1,
                                                     readout_format=".1e", **common),
@@ -135,9 +189,10 @@ class TuningPanel:
             "lr_scheduler_type": widgets.Dropdown(options=list(SCHEDULES), value=b.lr_scheduler_type,
                                                   style=STYLE, layout=LAYOUT),
             "warmup_ratio": widgets.FloatSlider(value=b.warmup_ratio, min=0, max=0.5, step=0.05, **common),
-            "freeze_layers": widgets.IntSlider(value=b.freeze_layers, min=0, max=self._num_layers(), step=1, **common),
-            "max_train_samples": widgets.IntSlider(value=min(b.max_train_samples, self._sizes()[0]), min=16,
-                                                   max=self._sizes()[0], step=16, **common),
+            "freeze_layers": widgets.IntSlider(value=b.freeze_layers, min=0, max=self.state.num_layers(), step=1,
+                                               **common),
+            "max_train_samples": widgets.IntSlider(value=min(b.max_train_samples, num_train), min=16,
+                                                   max=num_train, step=16, **common),
             "label_noise": widgets.FloatSlider(value=b.label_noise, min=0, max=0.5, step=0.05, **common),
             "early_stopping_patience": widgets.IntSlider(value=b.early_stopping_patience, min=0, max=10, **common),
             "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT,
@@ -151,177 +206,190 @@ class TuningPanel:
                 control.disabled = True
         return controls
 
-    def _num_layers(self) -> int:
-        from .models import model_skeleton, transformer_layers
-
-        return len(transformer_layers(model_skeleton(self.base.model_name, 2)))
-
-    def _sizes(self, task: str | None = None) -> tuple[int, int, int]:
-        """(training examples, validation examples, labels) of the task's data."""
-        from .data import load_splits
-
-        key = task or self.base.task
-        if key not in self._data_sizes:
-            splits = load_splits(key, self.base.dataset)
-            self._data_sizes[key] = (len(splits.train), len(splits.validation), len(splits.label_names))
-        return self._data_sizes[key]
-
     @property
     def config(self) -> FineTuneConfig:
         """The FineTuneConfig the controls describe now (raises ValueError for an invalid value)."""
-        values = {name: control.value for name, control in self.controls.items()}
-        return self.base.replace(**values)
+        return self.base.replace(**self._values())
 
+    def _values(self) -> dict[str, Any]:
+        return {name: control.value for name, control in self.controls.items()}
+
+    @_locked
     def set_config(self, config: FineTuneConfig) -> None:
         """Move the controls to `config` (settings without a control must match the panel's base)."""
-        for name, control in self.controls.items():
-            value = getattr(config, name)
-            if isinstance(control, widgets.SelectionSlider) and value not in control.options:
-                control.options = sorted(set(control.options) | {value})
-            if isinstance(control, widgets.IntSlider) and name == "max_train_samples":
-                value = min(value, control.max)
-            control.value = value
-        fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
-        self.base = self.base.replace(**fixed)
-        self._on_change()
+        self._setting = True
+        try:
+            for name, control in self.controls.items():
+                value = getattr(config, name)
+                if isinstance(control, widgets.SelectionSlider) and value not in control.options:
+                    control.options = sorted(set(control.options) | {value})
+                if isinstance(control, widgets.IntSlider) and name == "max_train_samples":
+                    value = min(value, control.max)
+                control.value = value
+            fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
+            self.base = self.base.replace(**fixed)
+        finally:
+            self._setting = False
+        self._on_change({"name": "value"})
 
     # ------------------------------------------------------------------ observers: light work only
+    @_locked
     def _on_preset(self, change) -> None:
         if change["new"] in PRESETS:
             self.set_config(FineTuneConfig.from_preset(change["new"], **{
                 k: v for k, v in self.base.to_dict().items() if k in ("model_name", "dataset", "device")}))
 
+    @_locked
     def _on_change(self, change=None) -> None:
-        try:
-            config = self.config
-            from .models import plan_parameters
-            from .training import check_fits, estimate_seconds, planned_learning_rates
+        if self._setting:
+            return
+        plan = self.state.plan(self._values())
+        self._show_plan(plan, redraw=change is not None or not self.runs)
 
-            num_train_all, num_eval_all, num_labels = self._sizes(config.task)
-            num_train = min(config.max_train_samples, num_train_all)
-            num_eval = min(config.max_eval_samples, num_eval_all)
-            check_fits(config, num_train, self._num_layers())
-        except ValueError as error:
-            self.check_html.value = f"<div style='color:#b00020'>&#9888; {html.escape(str(error))}</div>"
+    def _show_plan(self, plan: Plan, redraw: bool) -> None:
+        if plan.error:
+            self.check_html.value = f"<div style='color:#b00020'>&#9888; {html.escape(plan.error)}</div>"
             self.run_button.disabled = True
             return
+        config = plan.config
         self.check_html.value = ""
         self.run_button.disabled = self.running
         self.share_text.value = config.to_share_string()
-        rows = plan_parameters(config.model_name, num_labels, config.freeze_layers)
-        trainable, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-        seconds = estimate_seconds(config, num_train, num_eval, self._num_layers(),
-                                   self._seconds_per_unit or 1.3e-3)
-        rates = planned_learning_rates(config, num_train)
         self.plan_html.value = (
-            f"<b>Trainable parameters:</b> {trainable / 1e6:.2f} M of {total / 1e6:.1f} M ({trainable / total:.0%})"
-            f"<br><b>Training examples:</b> {num_train} &nbsp; <b>optimizer steps:</b> {len(rates)}"
-            f"<br><b>Estimated time:</b> {_duration(seconds)} of training on this machine")
-        warmup = sum(1 for i in range(1, len(rates)) if rates[i] > rates[i - 1])
-        title = f"Planned learning rate: {config.lr_scheduler_type}, {len(rates)} steps, {warmup} warmup"
-        self.schedule_image.value = to_png(plot_schedules({config.lr_scheduler_type: rates}, title=title,
-                                                          width=4.4, height=2.4))
+            f"<b>Trainable parameters:</b> {plan.trainable / 1e6:.2f} M of {plan.total / 1e6:.1f} M "
+            f"({plan.trainable / plan.total:.0%})"
+            f"<br><b>Training examples:</b> {plan.num_train} &nbsp; <b>optimizer steps:</b> {plan.steps}"
+            f"<br><b>Estimated time:</b> {_duration(plan.seconds)} of training on this machine")
+        title = f"Planned learning rate: {config.lr_scheduler_type}, {plan.steps} steps, {plan.warmup} warmup"
+        if self._schedule_shown != (title, tuple(plan.rates)):  # most controls leave the schedule as it was
+            self._schedule.show(plan.rates, title)
+            self.schedule_image.value = self._schedule.png()
+            self._schedule_shown = (title, tuple(plan.rates))
         if not self.running:
-            self._show_recorded(config, redraw=change is not None or not self.runs)
+            self._show_recorded(plan, redraw)
 
-    def _show_recorded(self, config: FineTuneConfig, redraw: bool) -> None:
+    def _show_recorded(self, plan: Plan, redraw: bool) -> None:
         """Draw the atlas's seed band for these settings at once, without training (when they were recorded)."""
-        from .atlas import load
-
-        if self._book is None:
-            self._book = load()
-        match = self._book.lookup(config)
-        self.recorded = match.runs if match.exact else []
-        if match.exact:
-            self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {len(match.runs)} seeds "
-                                        "(the band spans them). Press Run to train live and see where yours lands.")
+        self.recorded = plan.recorded
+        if plan.recorded:
+            self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {len(plan.recorded)} "
+                                        "seeds (the band spans them). Press Run to train live and see where yours "
+                                        "lands.")
             if redraw:
-                self.curves_image.value = to_png(plot_bands([match.runs], ["recorded"],
-                                                            title=f"Recorded runs of these settings: {len(match.runs)} seeds"))
+                self._curves.show_bands(plan.recorded, "recorded",
+                                        title=f"Recorded runs of these settings: {len(plan.recorded)} seeds")
+                self.curves_image.value = self._curves.png()
         else:
             self.recorded_html.value = ("<i>These settings are not recorded: press Run to see their curves"
-                                        + (f" ({html.escape(str(match))})" if match.runs else "") + ".</i>")
+                                        + (f" ({html.escape(plan.nearest)})" if plan.nearest else "") + ".</i>")
             if redraw:  # never leave another setting's band on show
                 self.curves_image.value = self._empty_png
 
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """From `run()` until the run's end is shown."""
+        return self._active
 
+    @_locked
     def run(self) -> bool:
         """Start a run in the background with the current settings. Returns False if one is running or
         the settings are invalid (the reason is shown next to the controls)."""
-        with self._lock:
-            if self.running:
-                return False
-            self._on_change()
-            if self.check_html.value:
-                return False
-            config = self.config
-            for old in self.runs:
-                old.release()  # keep the curves of past runs, not their weights
-            self._stop_event = threading.Event()
-            self._set_running(True)
-            self.verdict_html.value = "<i>training ...</i>"
-            self.log_html.value = ""
-            self._thread = threading.Thread(target=self._train, args=(config,), daemon=True, name="lmtune-run")
-            self._thread.start()
-            return True
+        if self.running:
+            return False
+        self._on_change()
+        if self.check_html.value:
+            return False
+        config = self.config
+        for old in self.runs:
+            old.release()  # keep the curves of past runs, not their weights
+        self._active = True
+        self._set_running(True)
+        self.progress_bar.value = 0
+        self.verdict_html.value = "<i>training ...</i>"
+        self.log_html.value = ""
+        self._runner.start(config)
+        if self._loop is None and self._pump is None:
+            self._pump = threading.Thread(target=self._pump_until_shown, daemon=True, name="lmtune-panel")
+            self._pump.start()
+        return True
 
     def stop(self) -> None:
         """Ask the running fine-tune to end after its current step (it keeps its history)."""
-        self._stop_event.set()
+        self._runner.stop()
 
     def wait(self, timeout: float | None = None) -> StaticFigure | None:
-        """Block until the current run ends; returns a static picture of its curves (for saved notebooks)."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        """Block until the current run ends and is shown; returns a static picture of its curves (for saved
+        notebooks)."""
+        self._runner.join(timeout)
+        if not self._runner.alive:
+            self._show_handed_over()  # on this thread: a cell that waits keeps the kernel's loop from showing it
+            pump = self._pump
+            if pump is not None:
+                pump.join(5)
         return StaticFigure(self.curves_image.value) if self.curves_image.value else None
 
-    def _train(self, config: FineTuneConfig) -> None:
-        from .training import Callback, fine_tune
+    def _notify(self) -> None:
+        """Called on the training thread after each hand-over: schedule the showing, never show anything here."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._show_handed_over)
+        else:
+            self._handed_over.set()
 
-        panel = self
+    def _pump_until_shown(self) -> None:
+        """Without a kernel's event loop: show what is handed over until the run's end is shown."""
+        while True:
+            self._handed_over.wait(0.25)
+            self._handed_over.clear()
+            self._show_handed_over()
+            with self._lock:
+                if not self._active:
+                    self._pump = None
+                    return
 
-        class Live(Callback):
-            def on_train_begin(self, run):
-                panel._live_run = run
-                panel.progress_bar.max = run.meta["total_steps"]
-                panel.progress_bar.value = 0
-                self.t0 = time.perf_counter()
-
-            def on_step_end(self, run, step, loss):
-                panel.progress_bar.value = step
-                elapsed = time.perf_counter() - self.t0
-                left = elapsed / step * (run.meta["total_steps"] - step)
-                panel.progress_label.value = (f"step {step}/{run.meta['total_steps']} &nbsp; loss {loss:.3f} &nbsp; "
-                                              f"{elapsed:.0f} s so far, {_duration(left)} left")
-
-            def on_evaluate(self, run, point):
-                title = f"epoch {point['epoch']:.2f}: validation accuracy {point['eval_accuracy']:.1%}"
-                panel.curves_image.value = to_png(panel._curves(run, title))
-
-        run = None
+    @_locked
+    def _show_handed_over(self) -> None:
+        """Show every event the training thread handed over since last time (the newest picture only)."""
+        events = self._runner.take()
+        steps = [e for e in events if e[0] == "step"]
+        evaluations = [e for e in events if e[0] == "evaluate"]
+        ends = [e for e in events if e[0] == "end"]
         try:
-            run = fine_tune(config, callbacks=[Live()], stop_event=self._stop_event)
-        except Exception as error:  # shown in the panel, never lost
-            run = getattr(error, "run", None)
-            self._show_error(error)
-        finally:
+            for event in events:
+                if event[0] == "begin":
+                    self.progress_bar.max = event[1].meta["total_steps"]
+                    self.progress_bar.value = 0
+            if steps:
+                _, step, total, loss, elapsed = steps[-1]
+                self.progress_bar.value = step
+                left = elapsed / step * (total - step)
+                self.progress_label.value = (f"step {step}/{total} &nbsp; loss {loss:.3f} &nbsp; "
+                                             f"{elapsed:.0f} s so far, {_duration(left)} left")
+        except Exception as error:
+            self._show_error(error, "Showing the progress failed")
+        if evaluations and not ends:  # the end draws its own picture
+            run = evaluations[-1][1]
+            point = run.history[-1]
+            try:
+                self._draw_curves(run, f"epoch {point['epoch']:.2f}: validation accuracy {point['eval_accuracy']:.1%}")
+            except Exception as error:  # shown in the panel, never lost; training goes on
+                self._show_error(error, "Drawing the curves failed")
+        for _, run, failure in ends:
+            if failure is not None:
+                self._show_error(failure)
             try:
                 if run is not None:
                     self._finish(run)
             except Exception as error:
                 self._show_error(error)
+            self._active = False
             self._set_running(False)
 
     def _finish(self, run: Run) -> None:
-        self.runs.append(run)
+        self.state.add_run(run)
         self._refresh_history()  # first: the run joins the table even if drawing it fails
         d = diagnose(run, recorded=self._recorded_for(run))
-        self.curves_image.value = to_png(self._curves(run))
+        self._draw_curves(run)
         colour = {"good fit": "#2ca02c", "overfitting": "#e67e00", "underfitting": "#1f77b4", "diverged": "#b00020"}
         stopped = f" ({run.status})" if run.status in ("stopped", "failed") else ""
         best = f"best at epoch {d.best_epoch:.2f}, " if d.best_epoch is not None else ""
@@ -331,33 +399,27 @@ class TuningPanel:
                                    f"<div><b>Try:</b> {html.escape(d.advice)}</div>"
                                    + (f"<div><b>Against the recorded runs:</b> {html.escape(d.spread)}</div>"
                                       if d.spread else ""))
-        if run.meta.get("train_s") and run.meta.get("total_steps"):
-            from .training import estimate_seconds
-
-            unit = estimate_seconds(run.config, run.meta["num_train"], run.meta["num_eval"], run.meta["num_layers"], 1.0)
-            done = len(run.learning_rates) / run.meta["total_steps"]
-            if done > 0.2:
-                self._seconds_per_unit = run.meta["train_s"] / (unit * done)
         self._on_change()
 
     def _recorded_for(self, run: Run) -> list[Run]:
         """The recorded runs drawn now, if they have the live run's settings (the seed aside)."""
-        same = self.recorded and config_key(self.recorded[0].config) == config_key(run.config)
-        return self.recorded if same else []
+        return self.recorded if self.recorded and same_settings(self.recorded[0], run) else []
 
-    def _curves(self, run: Run, title: str | None = None):
-        """The live run's curves, on the recorded seed band of the same settings when there is one."""
+    def _draw_curves(self, run: Run, title: str | None = None) -> None:
+        """The run's curves, on the recorded seed band of the same settings when there is one, into the picture."""
         if self._recorded_for(run):
-            return plot_bands([self.recorded], ["recorded"], live=run, live_label="your run",
-                              title=title or f"Your run ({diagnose(run).verdict}) on the recorded band")
-        return plot_run(run, title=title)
+            self._curves.show_bands(self.recorded, "recorded", live=run, live_label="your run",
+                                    title=title or f"Your run ({diagnose(run).verdict}) on the recorded band")
+        else:
+            self._curves.show_run(run, title=title)
+        self.curves_image.value = self._curves.png()
 
-    def _show_error(self, error: BaseException) -> None:
+    def _show_error(self, error: BaseException, what: str = "The run failed") -> None:
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
         self.errors.append(text)
-        self.log_html.value = (f"<pre style='color:#b00020;white-space:pre-wrap'>The run failed: "
-                               f"{html.escape(text)}</pre>")
-        self.verdict_html.value = ""
+        self.log_html.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{what}: {html.escape(text)}</pre>"
+        if what == "The run failed":
+            self.verdict_html.value = ""
 
     def _set_running(self, running: bool) -> None:
         self.run_button.disabled = running or bool(self.check_html.value)
@@ -382,6 +444,7 @@ class TuningPanel:
         self.compare_select.options = [(f"run {i}", i - 1) for i in range(1, len(self.runs) + 1)]
         self.compare_select.value = tuple(range(max(0, len(self.runs) - 2), len(self.runs)))
 
+    @_locked
     def compare(self, indices: Iterable[int] | None = None) -> StaticFigure | None:
         """Overlay the chosen past runs (the selected ones by default) in one plot."""
         chosen = list(self.compare_select.value if indices is None else indices)
@@ -392,6 +455,7 @@ class TuningPanel:
         self.compare_image.layout.display = None
         return StaticFigure(self.compare_image.value)
 
+    @_locked
     def apply_share_string(self, text: str) -> None:
         """Set the controls from a share string (shows the error next to the controls if it is invalid)."""
         try:

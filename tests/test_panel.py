@@ -111,17 +111,33 @@ def test_invalid_combination_is_flagged_before_run(panel):
 
 
 def test_an_error_inside_a_callback_is_shown_and_the_run_kept(panel, monkeypatch):
-    import lmtune_widgets.panel as panel_module
+    """A callback of the training thread that raises fails the run: shown in the panel, the run kept as 'failed'."""
+    from lmtune_widgets import panel_runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the hand-over broke")
+
+    monkeypatch.setattr(panel_runner.Handover, "on_evaluate", broken)
+    panel.run()
+    panel.wait(120)
+    assert "The run failed: RuntimeError: the hand-over broke" in panel.log_html.value
+    assert panel.errors and panel.runs and panel.runs[0].status == "failed"  # its own status, history kept
+    assert panel.runs[0].history and "(failed)" in panel.history_html.value
+    assert not panel.running and panel.run_button.disabled is False
+
+
+def test_a_picture_that_fails_to_draw_is_shown_and_training_goes_on(panel, monkeypatch):
+    """Drawing happens outside the training thread: a broken picture is reported, and the run still finishes."""
+    from lmtune_widgets.panel_figures import CurvesFigure
 
     def broken(*args, **kwargs):
         raise RuntimeError("the plot broke")
 
-    monkeypatch.setattr(panel_module, "plot_run", broken)
+    monkeypatch.setattr(CurvesFigure, "show_run", broken)
     panel.run()
     panel.wait(120)
-    assert "The run failed: RuntimeError: the plot broke" in panel.log_html.value
-    assert panel.errors and panel.runs and panel.runs[0].status == "failed"  # its own status, history kept
-    assert panel.runs[0].history and "(failed)" in panel.history_html.value
+    assert "RuntimeError: the plot broke" in panel.log_html.value and panel.errors
+    assert panel.runs and panel.runs[0].status == "finished" and "<td>1</td>" in panel.history_html.value
 
 
 def test_share_string_round_trips_between_panels(panel):

@@ -1,0 +1,116 @@
+"""What the panel knows without any widget: the settings it starts from, its runs, and the plan of a config.
+
+    state = PanelState(FineTuneConfig(max_train_samples=64))
+    plan = state.plan(state.base.replace(learning_rate=1e-3))
+    plan.error or (plan.trainable, plan.steps, plan.seconds, plan.recorded)
+
+The panel's widgets only show what `plan` returns. Planning counts trainable parameters by freezing a shared model
+skeleton (`models.plan_parameters` changes its `requires_grad` flags), so it runs under one lock, `PLANNING_LOCK`,
+whoever calls it: two panels in one notebook never count on a half-frozen skeleton.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .config import FineTuneConfig, config_key
+from .runs import Run
+
+PLANNING_LOCK = threading.Lock()  # planning freezes the one cached model skeleton: one planner at a time
+SECONDS_PER_UNIT = 1.3e-3  # the starting guess of training.estimate_seconds, refined from the panel's own runs
+
+
+@dataclass
+class Plan:
+    """A config as the panel describes it before training: its checks, its cost and its recorded runs."""
+
+    config: FineTuneConfig | None
+    error: str | None = None  # why the config cannot run (the ValueError's text)
+    trainable: int = 0
+    total: int = 0
+    num_train: int = 0
+    rates: list[float] = field(default_factory=list)  # the learning rate of every planned optimizer step
+    seconds: float = 0.0  # estimated training time
+    recorded: list[Run] = field(default_factory=list)  # the atlas's runs of exactly these settings (all seeds)
+    nearest: str = ""  # which recorded settings are nearest, when these are not recorded
+
+    @property
+    def steps(self) -> int:
+        return len(self.rates)
+
+    @property
+    def warmup(self) -> int:
+        return sum(1 for i in range(1, len(self.rates)) if self.rates[i] > self.rates[i - 1])
+
+
+class PanelState:
+    """The panel's state without widgets: base settings, runs, and what one run taught about this machine's speed."""
+
+    def __init__(self, base: FineTuneConfig):
+        self.base = base  # settings the controls start from (and reset to)
+        self.runs: list[Run] = []
+        self.seconds_per_unit: float | None = None
+        self._data_sizes: dict[str, tuple[int, int, int]] = {}
+        self._book = None
+
+    def num_layers(self) -> int:
+        from .models import model_skeleton, transformer_layers
+
+        return len(transformer_layers(model_skeleton(self.base.model_name, 2)))
+
+    def sizes(self, task: str | None = None) -> tuple[int, int, int]:
+        """(training examples, validation examples, labels) of the task's data."""
+        from .data import load_splits
+
+        key = task or self.base.task
+        if key not in self._data_sizes:
+            splits = load_splits(key, self.base.dataset)
+            self._data_sizes[key] = (len(splits.train), len(splits.validation), len(splits.label_names))
+        return self._data_sizes[key]
+
+    def plan(self, values: dict) -> Plan:
+        """The plan of the base settings changed by `values` (the controls' values); never raises ValueError."""
+        from .models import plan_parameters
+        from .training import check_fits, estimate_seconds, planned_learning_rates
+
+        try:
+            config = self.base.replace(**values)
+            num_train_all, num_eval_all, num_labels = self.sizes(config.task)
+            num_train = min(config.max_train_samples, num_train_all)
+            num_eval = min(config.max_eval_samples, num_eval_all)
+            check_fits(config, num_train, self.num_layers())
+        except ValueError as error:
+            return Plan(None, error=str(error))
+        with PLANNING_LOCK:
+            rows = plan_parameters(config.model_name, num_labels, config.freeze_layers)
+        plan = Plan(config, trainable=sum(r[1] for r in rows), total=sum(r[2] for r in rows), num_train=num_train,
+                    rates=planned_learning_rates(config, num_train),
+                    seconds=estimate_seconds(config, num_train, num_eval, self.num_layers(),
+                                             self.seconds_per_unit or SECONDS_PER_UNIT))
+        plan.recorded, plan.nearest = self.recorded(config)
+        return plan
+
+    def recorded(self, config: FineTuneConfig) -> tuple[list[Run], str]:
+        """The atlas's runs of these settings ([] if not recorded), and else a line on the nearest recorded ones."""
+        from .atlas import load
+
+        if self._book is None:
+            self._book = load()
+        match = self._book.lookup(config)
+        return (match.runs, "") if match.exact else ([], str(match) if match.runs else "")
+
+    def add_run(self, run: Run) -> None:
+        """A finished run joins the history; its speed refines the time estimate of the next plans."""
+        from .training import estimate_seconds
+
+        self.runs.append(run)
+        if run.meta.get("train_s") and run.meta.get("total_steps"):
+            unit = estimate_seconds(run.config, run.meta["num_train"], run.meta["num_eval"], run.meta["num_layers"], 1.0)
+            done = len(run.learning_rates) / run.meta["total_steps"]
+            if done > 0.2:
+                self.seconds_per_unit = run.meta["train_s"] / (unit * done)
+
+
+def same_settings(a: Run, b: Run) -> bool:
+    """Whether two runs differ at most by their seed."""
+    return config_key(a.config) == config_key(b.config)
