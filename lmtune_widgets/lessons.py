@@ -69,26 +69,31 @@ def base_config(quick: bool, **overrides: Any) -> FineTuneConfig:
 _DONE: dict[FineTuneConfig, Run] = {}  # finished runs of this kernel, by their full settings
 
 
-def _train(config: FineTuneConfig, keep_model: bool) -> tuple[Run, str]:
-    """Fine-tune, or reuse this kernel's earlier run of exactly these settings. Returns the run and a timing note."""
+def _train(config: FineTuneConfig, keep_model: bool, thorough: bool = False) -> tuple[Run, str]:
+    """Fine-tune, or reuse this kernel's earlier run of exactly these settings. Returns the run and a timing note.
+    `thorough` also scores what the kept model still knows (its sentence similarity, lesson 10)."""
     from .training import fine_tune
 
     earlier = _DONE.get(config)
-    if earlier is not None:
+    if earlier is not None and (not thorough or "similarity" in earlier.kept):
         return earlier, "reused (these settings ran before)"
     t = time.perf_counter()
-    run = fine_tune(config, keep_model=keep_model)
+    run = fine_tune(config, keep_model=keep_model, thorough=thorough)
     if run.status not in ("stopped", "failed"):  # a stopped run is not what these settings give
         _DONE[config] = run
     return run, f"{time.perf_counter() - t:.1f} s"
 
 
-def run_once(config: FineTuneConfig, label: str = "") -> Run:
-    """One fine-tune with a one-line report; a new run keeps its weights (`run.predict`)."""
-    run, took = _train(config, keep_model=True)
+def run_once(config: FineTuneConfig, label: str = "", thorough: bool = False) -> Run:
+    """One fine-tune with a one-line report; a new run keeps its weights (`run.predict`). `thorough` also reports
+    the kept model's sentence similarity before and after (what fine-tuning made it forget)."""
+    run, took = _train(config, keep_model=True, thorough=thorough)
     d = diagnose(run)
     print(f"{label or 'run'}: {d.verdict} (status {run.status}), best validation accuracy {d.best_accuracy:.1%}, "
           f"{took}")
+    if thorough and "similarity" in run.kept:
+        print(f"sentence similarity (Spearman): {run.meta['similarity_before']:.2f} before fine-tuning, "
+              f"{run.kept['similarity']:.2f} after")
     return run
 
 
@@ -232,7 +237,8 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
         if curves is None:
             curves = values if len(values) <= 5 else [values[round(i * (len(values) - 1) / 3)] for i in range(4)]
         curves = list(curves)
-        show(plot_bands([groups[v] for v in curves], [names[v] for v in curves], title=title))
+        if curves:
+            show(plot_bands([groups[v] for v in curves], [names[v] for v in curves], title=title))
         show(_sweep_figure(field, groups, names, verdicts, against, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
     for value, found in groups.items():
@@ -254,6 +260,32 @@ def recorded_rows(groups: dict[Any, list[Run]], field: str) -> list[dict[str, An
         rows.append({field: value, "seeds": len(found), "kept_accuracy_low": round(low, 4),
                      "kept_accuracy_high": round(high, 4), "verdicts": [diagnose(r).verdict for r in found]})
     return rows
+
+
+def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = None):
+    """Every recorded seed as a point: the kept model's accuracy on the task against its sentence similarity
+    (what it still knows from pretraining), one colour per value of `field`."""
+    from matplotlib.figure import Figure
+
+    from .evidence import similarity
+    from .plotting import COLOURS
+    from .runs import kept_accuracy
+
+    fig = Figure(figsize=(6.4, 3.6))
+    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
+    ax = fig.subplots()
+    for i, (value, found) in enumerate(groups.items()):
+        ax.plot([similarity(r) for r in found], [kept_accuracy(r) for r in found], "o",
+                color=COLOURS[i % len(COLOURS)], label=_number(value))
+    before = next((r.meta.get("similarity_before") for found in groups.values() for r in found), None)
+    if before is not None:
+        ax.axvline(before, color="grey", ls=":", lw=1)
+        ax.annotate("before\nfine-tuning", (before, ax.get_ylim()[0]), fontsize=7, ha="right", va="bottom")
+    ax.set(xlabel="sentence similarity kept (Spearman; right is better)", ylabel="kept accuracy on the task")
+    ax.grid(alpha=0.3)
+    ax.legend(title=field, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.set_title(title or "What the task gains against what pretraining loses", fontsize=10)
+    return fig
 
 
 def _sweep_figure(field, groups, names, verdicts, against, measure, what, title):
