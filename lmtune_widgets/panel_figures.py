@@ -115,7 +115,8 @@ def _style_axes(ax) -> None:
 
 
 def _set_title(ax, text: str) -> None:
-    ax.set_title(text, loc="center", pad=STYLE["axes.titlepad"], y=STYLE["axes.titley"],
+    # y given: matplotlib then skips measuring every tick label to lift a title above top ticks (there are none)
+    ax.set_title(text, loc="center", pad=STYLE["axes.titlepad"], y=1.0 if STYLE["axes.titley"] is None else STYLE["axes.titley"],
                  fontproperties=_font("axes.titlesize", "axes.titleweight"),
                  color=STYLE["text.color"] if STYLE["axes.titlecolor"] == "auto" else STYLE["axes.titlecolor"])
 
