@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .config import FineTuneConfig
-from .runs import MIN_SEEDS, Comparison, Run, compare_runs, diagnose, kept_accuracy
+from .runs import MIN_SEEDS, Comparison, Run, compare_runs, compare_values, diagnose, kept_accuracy
 
 
 class MissingEvidence(LookupError):
@@ -328,3 +328,31 @@ def _steps_forget(book):
        sentiment task at the same settings.""")
 def _topic(book):
     return [expect(_similar(book, {"task": "topic"}, {}), "higher", "topic against sentiment, the defaults")]
+
+
+# ------------------------------------------------------------------------------------------------ 11 errors
+def _harder(book, phenomenon: str, than: str = "plain", **changes) -> Comparison:
+    """The same runs' error rates on two kinds of message, by the one rule (each seed gives one of each)."""
+    found = runs(book, **changes)
+    return compare_values([error_rate(phenomenon)(r) for r in found], [error_rate(than)(r) for r in found],
+                          f"error rate ({phenomenon} against {than})")
+
+
+@claim("11.sentiment_errors", """For sentiment, the tuned model gets negations and mixed messages wrong more often
+       than plain ones, on every seed.""")
+def _sentiment_errors(book):
+    return [expect(_harder(book, kind), "higher", f"{kind} against plain") for kind in ("negation", "mixed")]
+
+
+@claim("11.topic_errors", """For topics it is typos: the tuned topic model gets messages with typos wrong more
+       often than plain ones, on every seed, while typos hardly trouble the sentiment model.""")
+def _topic_errors(book):
+    return [expect(_harder(book, "typo", task="topic"), "higher", "topic: typo against plain"),
+            expect(_harder(book, "typo"), "lower", "sentiment: typo against plain")]
+
+
+@claim("11.too_few_to_say", """The validation split has only 4 sarcastic messages: too few for any claim about
+       sarcasm, whatever the error rate looks like.""")
+def _too_few(book):
+    total = (runs(book)[0].kept.get("errors_by_phenomenon") or {}).get("sarcasm", (0, 0))[1]
+    return [(total < 10, f"sarcastic messages in the validation split: {total}")]

@@ -343,3 +343,46 @@ def check_claims(lesson: str) -> None:
     from .evidence import assert_claims
 
     assert_claims(lesson)
+
+
+# ------------------------------------------------------------------------------------------------ errors by kind
+def plot_errors(groups: dict[str, list[Run]], title: str = "Error rate of the kept model, by kind of message"):
+    """For each named group of recorded seeds (a panel each): every seed's error rate on each kind of message
+    (the data's `phenomenon` column) as a dot, the range as a bar, with the number of messages of that kind."""
+    from matplotlib.figure import Figure
+
+    from .evidence import error_rate
+
+    fig = Figure(figsize=(4.2 * len(groups), 2.9))
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.18, top=0.8, wspace=0.45)
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (name, found) in zip(axes, groups.items()):
+        counts = found[0].kept.get("errors_by_phenomenon") or {}
+        kinds = sorted(counts, key=lambda k: -counts[k][1])
+        for y, kind in enumerate(kinds):
+            rates = [error_rate(kind)(r) for r in found]
+            ax.hlines(y, min(rates), max(rates), color="#1f77b4", lw=3, alpha=0.5)
+            ax.plot(rates, [y] * len(rates), "o", color="#1f77b4", markersize=4)
+        ax.set_yticks(range(len(kinds)))
+        ax.set_yticklabels([f"{k} ({counts[k][1]})" for k in kinds], fontsize=8)
+        ax.set(xlabel="error rate", xlim=(0, 1))
+        ax.set_title(f"{name}, {len(found)} seeds", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def show_errors(run: Run, count: int = 8) -> list[dict[str, Any]]:
+    """The validation messages the run's kept model gets wrong (the first `count`), with their kind."""
+    from .data import load_splits
+
+    validation = load_splits(run.config.task, run.config.dataset).validation
+    texts, labels = list(validation["text"]), list(validation["label"])
+    kinds = list(validation["phenomenon"]) if "phenomenon" in validation.column_names else [""] * len(texts)
+    predicted = run.predict(texts)
+    wrong = [{"kind": kind or "", "label": run.label_names[label], "predicted": guess, "text": text}
+             for text, label, kind, guess in zip(texts, labels, kinds, predicted) if guess != run.label_names[label]]
+    print(f"{len(wrong)} of {len(texts)} validation messages wrong; the first {min(count, len(wrong))}:")
+    for row in wrong[:count]:
+        print(f"{row['kind']:>9} | said {row['predicted']:>8}, is {row['label']:>8} | {row['text']}")
+    return wrong

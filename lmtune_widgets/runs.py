@@ -300,17 +300,24 @@ def compare_runs(first: list[Run], second: list[Run], measure: Callable[[Run], f
     not overlap, and "within the noise" when they do. Ranges, not means: with 3 to 5 seeds a mean hides how far
     one seed can land from another, and the learner sees the same ranges drawn as bands. The same rule judges any
     other number a run keeps (`measure`, named `what`): its similarity score, its error rate on negations."""
-    a, b = accuracy_range(first, measure), accuracy_range(second, measure)
-    seeds = (sum(_finite(measure(r)) for r in first), sum(_finite(measure(r)) for r in second))
-    if min(seeds) < MIN_SEEDS:
+    return compare_values([measure(r) for r in first], [measure(r) for r in second], what)
+
+
+def compare_values(first: list[float], second: list[float], what: str) -> Comparison:
+    """The rule on two lists of numbers, one per seed (NaN ignored): real when their ranges do not overlap."""
+    a = [x for x in first if _finite(x)]
+    b = [x for x in second if _finite(x)]
+    span = lambda v: (min(v), max(v)) if v else (math.nan, math.nan)  # noqa: E731
+    (a_low, a_high), (b_low, b_high) = span(a), span(b)
+    if min(len(a), len(b)) < MIN_SEEDS:
         verdict = "too few seeds"
-    elif a[0] > b[1]:
+    elif a_low > b_high:
         verdict = "higher"
-    elif a[1] < b[0]:
+    elif a_high < b_low:
         verdict = "lower"
     else:
         verdict = "within the noise"
-    return Comparison(verdict, a, b, seeds, what)
+    return Comparison(verdict, (a_low, a_high), (b_low, b_high), (len(a), len(b)), what)
 
 
 def seed_band(runs: list[Run]) -> list[dict[str, Any]]:
