@@ -356,3 +356,46 @@ def _topic_errors(book):
 def _too_few(book):
     total = (runs(book)[0].kept.get("errors_by_phenomenon") or {}).get("sarcasm", (0, 0))[1]
     return [(total < 10, f"sarcastic messages in the validation split: {total}")]
+
+
+# ------------------------------------------------------------------------------------------------ 05 weight decay
+def weight_growth(run: Run) -> float:
+    """How much the trainable weights' L2 norm changed from the start of the run to its end."""
+    norms = [h.get("weight_norm") for h in run.history if isinstance(h.get("weight_norm"), (int, float))]
+    return norms[-1] - norms[0] if len(norms) > 1 else math.nan
+
+
+DECAYS = (0.0, 0.1, 0.3, 1.0)
+
+
+@claim("05.accuracy_unchanged", """On all 1616 messages, weight decay from 0 to 1.0 keeps models within the noise
+       of the default 0.01.""")
+def _decay_accuracy(book):
+    return [expect(compare(book, {"weight_decay": wd}, {}), "within the noise", f"decay {wd:g} against 0.01")
+            for wd in DECAYS]
+
+
+@claim("05.shrinks_weights", """What decay does change is the size of the weights: without it they grow on every
+       seed, at 1.0 they shrink on every seed, and the stronger the decay the less they grow.""")
+def _decay_weights(book):
+    out = [(all(weight_growth(r) > 0 for r in runs(book, weight_decay=0.0)), "decay 0: the norm grows on every seed"),
+           (all(weight_growth(r) < 0 for r in runs(book, weight_decay=1.0)), "decay 1.0: the norm shrinks on every seed")]
+    for a, b in zip(DECAYS, DECAYS[1:]):
+        out.append(expect(compare(book, {"weight_decay": a}, {"weight_decay": b}, weight_growth, "weight-norm change"),
+                          "higher", f"decay {a:g} against {b:g}"))
+    return out
+
+
+@claim("05.slow_pull", """Decay is slow at fine-tuning learning rates: each step shrinks a decayed weight by the
+       fraction learning rate x decay, so even decay 1.0 shrinks the weights by only a few percent over the run,
+       no more than that product summed over the steps predicts.""")
+def _slow_pull(book):
+    out = []
+    for run in runs(book, weight_decay=1.0):
+        norms = [h["weight_norm"] for h in run.history]
+        shrink = 1 - norms[-1] / norms[0]
+        predicted = 1 - math.exp(-1.0 * sum(run.learning_rates))
+        out.append((0.5 * predicted < shrink <= predicted < 0.1,
+                    f"seed {run.config.seed}: shrank {shrink:.1%}, lr x decay summed over the steps predicts "
+                    f"at most {predicted:.1%}"))
+    return out
