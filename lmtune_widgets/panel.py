@@ -148,7 +148,7 @@ class TuningPanel:
         with self._lock:
             self._curves.show_empty(EMPTY_TITLE)
             self._empty_png = self._curves.png()  # drawn once: shown whenever there is nothing to show
-            self._on_change()
+            self._replan(redraw=True)
 
     # ------------------------------------------------------------------ the state, as before the split
     @property
@@ -243,8 +243,14 @@ class TuningPanel:
     def _on_change(self, change=None) -> None:
         if self._setting:
             return
-        plan = self.state.plan(self._values())
-        self._show_plan(plan, redraw=change is not None or not self.runs)
+        try:
+            self._replan(redraw=change is not None or not self.runs)
+        except Exception as error:  # an observer's error would go to the browser's console: show it here
+            self._show_error(error, "Updating the panel failed")
+
+    def _replan(self, redraw: bool) -> None:
+        """Plan the controls' settings and show the plan (and, when asked, the recorded band in the curves)."""
+        self._show_plan(self.state.plan(self._values()), redraw)
 
     def _show_plan(self, plan: Plan, redraw: bool) -> None:
         if plan.error:
@@ -297,7 +303,7 @@ class TuningPanel:
         the settings are invalid (the reason is shown next to the controls)."""
         if self.running:
             return False
-        self._on_change()
+        self._replan(redraw=False)  # the checks, for settings changed without an observer (the picture stays)
         if self.check_html.value:
             return False
         config = self.config
@@ -389,7 +395,10 @@ class TuningPanel:
         self.state.add_run(run)
         self._refresh_history()  # first: the run joins the table even if drawing it fails
         d = diagnose(run, recorded=self._recorded_for(run))
-        self._draw_curves(run)
+        try:
+            self._draw_curves(run)
+        except Exception as error:  # the verdict still comes
+            self._show_error(error, "Drawing the curves failed")
         colour = {"good fit": "#2ca02c", "overfitting": "#e67e00", "underfitting": "#1f77b4", "diverged": "#b00020"}
         stopped = f" ({run.status})" if run.status in ("stopped", "failed") else ""
         best = f"best at epoch {d.best_epoch:.2f}, " if d.best_epoch is not None else ""

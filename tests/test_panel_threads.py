@@ -12,8 +12,50 @@ import traitlets
 
 from lmtune_widgets import FineTuneConfig, TuningPanel
 
-SMALL = dict(max_train_samples=32, max_eval_samples=32, num_train_epochs=1, freeze_layers=5, evals_per_epoch=4,
-             per_device_train_batch_size=8)  # 4 steps, an evaluation after each: a few seconds
+
+
+def replay(recorded, seconds_per_point: float = 0.25):
+    """A stand-in for `training.fine_tune` that plays a recorded run back through the callbacks on the training
+    thread, as a real run calls them (history and rates appended as it goes), in about two seconds of little CPU."""
+    from lmtune_widgets.runs import Run
+
+    def fine_tune(config, callbacks=(), stop_event=None):
+        run = Run(config=config, label_names=list(recorded.label_names), meta=dict(recorded.meta))
+        points = {point["step"]: point for point in recorded.history}
+        for callback in callbacks:
+            callback.on_train_begin(run)
+        run.history.append(dict(points[0]))
+        for callback in callbacks:
+            callback.on_evaluate(run, run.history[-1])
+        run.status = "finished"
+        for step, (rate, loss) in enumerate(zip(recorded.learning_rates, recorded.train_losses), 1):
+            run.learning_rates.append(rate)
+            run.train_losses.append(loss)
+            for callback in callbacks:
+                callback.on_step_end(run, step, loss)
+            if step in points:
+                time.sleep(seconds_per_point)
+                run.history.append(dict(points[step]))
+                for callback in callbacks:
+                    callback.on_evaluate(run, run.history[-1])
+            if stop_event is not None and stop_event.is_set():
+                run.status = "stopped"
+                break
+        run.kept = dict(recorded.kept)
+        for callback in callbacks:
+            callback.on_train_end(run)
+        return run
+
+    return fine_tune
+
+
+@pytest.fixture
+def recorded_defaults():
+    from lmtune_widgets import atlas
+
+    runs = atlas.load().runs(FineTuneConfig())
+    assert len(runs) >= 3, "the defaults are not in the bundled atlas"
+    return runs
 
 
 @pytest.fixture
@@ -31,8 +73,10 @@ def _pixels(png: bytes):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
-def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_consistent(ggplot, monkeypatch):
-    from lmtune_widgets import models, panel_plan
+def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_consistent(ggplot, monkeypatch,
+                                                                                           recorded_defaults):
+    """A run (the defaults, on their recorded band) while the main thread moves sliders as fast as a learner can."""
+    from lmtune_widgets import models, panel_plan, training
 
     planners, changers = [], set()
     real_plan = models.plan_parameters
@@ -42,7 +86,9 @@ def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_co
         return real_plan(*args, **kwargs)
 
     monkeypatch.setattr(models, "plan_parameters", watched_plan)
-    panel = TuningPanel(**SMALL)
+    monkeypatch.setattr(training, "fine_tune", replay(recorded_defaults[0]))
+    panel = TuningPanel()
+    assert len(panel.recorded) == len(recorded_defaults)
     shown = [panel.progress_bar, panel.progress_label, panel.curves_image, panel.verdict_html, panel.log_html,
              panel.history_html, panel.plan_html, panel.schedule_image, panel.check_html, panel.share_text,
              panel.recorded_html, panel.run_button, panel.stop_button, panel.compare_select]
@@ -68,7 +114,6 @@ def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_co
                 panel.controls["learning_rate"].value = rate
                 panel.controls["freeze_layers"].value = frozen
                 moves += 1
-                time.sleep(0.02)  # a quick learner, not a busy loop that starves the run of the CPU
             pictures.add(bytes(panel.curves_image.value))
         panel.wait(120)
     finally:
@@ -81,10 +126,29 @@ def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_co
     assert planners and all(name != "lmtune-run" and locked for name, locked in planners)
     assert panel.errors == [] and panel.log_html.value == ""
     assert len(panel.runs) == 1 and panel.runs[0].status == "finished" and not panel.running
+    assert "Against the recorded runs:" in panel.verdict_html.value  # drawn and judged on the band
     # what is shown is the plan of the controls as they are now, not of a moment during the run
     expected = panel.state.plan(panel._values())
     assert f"{expected.trainable / 1e6:.2f} M of" in panel.plan_html.value
     assert panel.run_button.disabled is False and panel.stop_button.disabled is True
+
+
+def test_a_picture_that_fails_to_draw_is_shown_and_training_goes_on(monkeypatch, recorded_defaults):
+    """Drawing happens outside the training thread: a broken picture is reported, and the run still finishes."""
+    from lmtune_widgets import training
+    from lmtune_widgets.panel_figures import CurvesFigure
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot broke")
+
+    monkeypatch.setattr(training, "fine_tune", replay(recorded_defaults[0], seconds_per_point=0.05))
+    panel = TuningPanel()
+    monkeypatch.setattr(CurvesFigure, "show_bands", broken)
+    panel.run()
+    panel.wait(60)
+    assert "RuntimeError: the plot broke" in panel.log_html.value and panel.errors
+    assert panel.runs and panel.runs[0].status == "finished" and "<td>1</td>" in panel.history_html.value
+    assert not panel.running and panel.run_button.disabled is False
 
 
 def test_the_pictures_ignore_the_learners_style_and_match_plotting(ggplot):
