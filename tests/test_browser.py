@@ -217,7 +217,7 @@ def test_make_app_serves_the_panel_with_voila(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^app: setup\n\t.*voila notebooks/app\.ipynb", makefile, re.M), "make app must serve the app"
+    assert re.search(r"^app: setup\n\t.*voila notebooks/app\.ipynb", makefile, re.MULTILINE), "make app must serve the app"
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "LMTUNE_APP_SETTINGS": APP_SETTINGS}
     server = _serve([sys.executable, "-m", "voila", str(ROOT / "notebooks" / "app.ipynb"), "--no-browser",

@@ -13,7 +13,6 @@ import traitlets
 from lmtune_widgets import FineTuneConfig, TuningPanel
 
 
-
 def replay(recorded, seconds_per_point: float = 0.25):
     """A stand-in for `training.fine_tune` that plays a recorded run back through the callbacks on the training
     thread, as a real run calls them (history and rates appended as it goes), in about two seconds of little CPU."""
