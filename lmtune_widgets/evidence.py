@@ -425,3 +425,36 @@ def _dropout_fits_less(book):
                    "dropout 0.5 against 0.1, training loss (eval mode)"),
             expect(compare(book, {"dropout": 0.5}, {}, kept_loss, "kept validation loss"), "within the noise",
                    "dropout 0.5 against 0.1, validation loss")]
+
+
+# ------------------------------------------------------------------------------------------------ 08 search
+def comparable_settings(book, reference: FineTuneConfig | None = None) -> dict[str, list[Run]]:
+    """Every recorded setting (at least MIN_SEEDS seeds) on the same task and data as `reference` (the defaults):
+    {settings as text: runs}."""
+    from .config import config_key
+
+    reference = reference or FineTuneConfig()
+    same = ("task", "max_train_samples", "label_noise", "max_eval_samples", "dataset", "model_name")
+    found, seen = {}, set()
+    for config in book.configs():
+        key = config_key(config)
+        if key in seen or any(getattr(config, f) != getattr(reference, f) for f in same):
+            continue
+        seen.add(key)
+        group = book.runs(config)
+        if len(group) >= MIN_SEEDS:
+            found[_name(config.replace(seed=reference.seed).changes())] = group
+    return found
+
+
+@claim("08.defaults_hold", """A search has to beat good defaults by more than the seeds' spread: of all the
+       settings recorded on the defaults' data, none keeps a better model than the defaults by the rule.""")
+def _defaults_hold(book):
+    settings = comparable_settings(book)
+    defaults = runs(book)
+    verdicts_ = {name: compare_runs(group, defaults).verdict for name, group in settings.items() if name != "the defaults"}
+    counts = {v: sum(1 for x in verdicts_.values() if x == v) for v in ("higher", "within the noise", "lower")}
+    better = [name for name, v in verdicts_.items() if v == "higher"]
+    return [(len(verdicts_) >= 20, f"{len(verdicts_)} recorded settings on the same data, each with 3 or more seeds"),
+            (not better, f"against the defaults: {counts['higher']} higher, {counts['within the noise']} within the "
+                         f"noise, {counts['lower']} lower" + (f" (higher: {'; '.join(better)})" if better else ""))]
