@@ -87,8 +87,9 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned: list[tuple[str, dict]] = []
     for task in TASKS:
         planned += [("defaults", {"task": task, "seed": seed}) for seed in SEEDS]
-    for preset in PRESETS:
-        planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
+    for preset in PRESETS:  # the MiniLM presets (an LLM preset is not part of this atlas)
+        if PRESETS[preset].get("model_name", FineTuneConfig().model_name) == FineTuneConfig().model_name:
+            planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
     planned += one_knob(FIRST_KNOBS)
     planned += lesson_grids(["sentiment"])
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
