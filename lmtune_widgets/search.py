@@ -16,7 +16,7 @@ Each trial is a real fine-tune. Every evaluation point is reported at the amount
 counted in evaluation intervals (`data_seen_step`), not at the optimizer step: batch size is searched too,
 and batch 8 takes four times as many steps as batch 32 to see the same examples. Optuna prunes a trial
 whose validation loss is worse than the median of the other trials at the same point (MedianPruner); Ray
-Tune stops it by ASHA or HyperBand. The objective is the lowest validation loss.
+Tune stops it by ASHA or HyperBand. The objective is the kept model's loss on the whole validation split.
 
 With a database server (any Optuna RDB URL that is not SQLite) the study is shared:
 - it is joined, created if missing and never deleted (`fresh=True` starts it afresh); `n_trials` counts this
@@ -81,9 +81,16 @@ def data_seen_step(point: dict[str, Any], config: FineTuneConfig) -> int:
 
 
 def objective_value(run) -> float:
-    """What the search minimises: the lowest validation loss of the run (DIVERGED_VALUE if it blew up)."""
+    """What the search minimises: the loss of the model the run keeps, on the whole validation split (not the
+    best of its evaluation points on a sample, which flatters every trial by picking its luckiest moment); the
+    lowest evaluated loss when the kept model was not scored; DIVERGED_VALUE if the run blew up."""
+    if run.status == "diverged":
+        return DIVERGED_VALUE
+    kept = run.kept.get("validation_loss")
+    if isinstance(kept, (int, float)) and math.isfinite(kept):
+        return float(kept)
     losses = [h["eval_loss"] for h in run.history if math.isfinite(h["eval_loss"])]
-    return min(losses) if losses and run.status != "diverged" else DIVERGED_VALUE
+    return min(losses) if losses else DIVERGED_VALUE
 
 
 def _reportable(point: dict[str, Any]) -> float:

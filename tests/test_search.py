@@ -307,3 +307,18 @@ def test_ray_tune_runs_a_four_trial_search_with_asha_and_a_failed_trial_does_not
     assert all(t["data_seen"] in (1, 2) for t in good)  # ASHA's rungs, in evaluation intervals
     assert set(result.best_params) == SEARCHED and math.isfinite(result.best_value)
     assert result.best_value == min(t["value"] for t in good)
+
+
+def test_the_objective_is_the_kept_models_loss_on_the_whole_validation_split():
+    from lmtune_widgets import FineTuneConfig, Run
+    from lmtune_widgets.search import DIVERGED_VALUE, objective_value
+
+    history = [{"step": s, "epoch": s / 10, "eval_loss": loss, "eval_accuracy": 0.5, "train_loss": 0.6}
+               for s, loss in ((0, 0.69), (5, 0.30), (10, 0.45))]
+    run = Run(config=FineTuneConfig(), label_names=["a", "b"], status="finished", history=history,
+              kept={"validation_loss": 0.41})
+    assert objective_value(run) == 0.41  # not 0.30, the luckiest evaluation point
+    run.kept = {}
+    assert objective_value(run) == 0.30  # not scored: the lowest evaluated loss
+    run.status = "diverged"
+    assert objective_value(run) == DIVERGED_VALUE
