@@ -266,7 +266,7 @@ class TuningPanel:
             f"({plan.trainable / plan.total:.0%})"
             f"<br><b>Training examples:</b> {plan.num_train} &nbsp; <b>optimizer steps:</b> {plan.steps}"
             f"<br><b>Estimated time:</b> {_duration(plan.seconds)} of training on this machine")
-        title = f"Planned learning rate: {config.lr_scheduler_type}, {plan.steps} steps, {plan.warmup} warmup"
+        title = f"{config.lr_scheduler_type}: {plan.steps} steps, {plan.warmup} warmup"  # fits the 4.4 in picture
         if self._schedule_shown != (title, tuple(plan.rates)):  # most controls leave the schedule as it was
             self._schedule.show(plan.rates, title)
             self.schedule_image.value = self._schedule.png()

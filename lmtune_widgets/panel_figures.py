@@ -114,10 +114,10 @@ def _style_axes(ax) -> None:
             linewidth=STYLE["grid.linewidth"])
 
 
-def _set_title(ax, text: str) -> None:
+def _set_title(ax, text: str, size="axes.titlesize") -> None:
     # y given: matplotlib then skips measuring every tick label to lift a title above top ticks (there are none)
     ax.set_title(text, loc="center", pad=STYLE["axes.titlepad"], y=1.0 if STYLE["axes.titley"] is None else STYLE["axes.titley"],
-                 fontproperties=_font("axes.titlesize", "axes.titleweight"),
+                 fontproperties=_font(size, "axes.titleweight"),
                  color=STYLE["text.color"] if STYLE["axes.titlecolor"] == "auto" else STYLE["axes.titlecolor"])
 
 
@@ -298,12 +298,16 @@ class CurvesFigure:
         self.acc_ax.set_ylim(0, 1.02)
 
 
+LEFT = 0.21  # plot_schedules' 0.17 cut the "l" of "learning rate" off beside ticks such as 0.0006
+
+
 class ScheduleFigure:
-    """The planned learning rate against optimizer step (`plotting.plot_schedules` for one schedule), in place."""
+    """The planned learning rate against optimizer step (`plotting.plot_schedules` for one schedule, with room on the
+    left for ticks such as 0.0006 and the axis label, and a smaller title), in place."""
 
     def __init__(self, width: float = 4.4, height: float = 2.4):
         self.figure, self.canvas = _new_figure(width, height)
-        self.figure.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86, wspace=0.2, hspace=0.2)
+        self.figure.subplots_adjust(left=LEFT, right=0.97, bottom=0.2, top=0.86, wspace=0.2, hspace=0.2)
         self.ax = self.figure.subplots()
         _style_axes(self.ax)
         self.ax.xaxis.set_major_locator(matplotlib.ticker.AutoLocator())
@@ -314,7 +318,7 @@ class ScheduleFigure:
 
     def show(self, rates, title: str) -> None:
         self.line.set_data(range(1, len(rates) + 1), rates)
-        _set_title(self.ax, title)
+        _set_title(self.ax, title, size="medium")  # a title as long as "cosine_with_restarts: 1010 steps, ..."
         self.ax.relim()
         self.ax.autoscale_view()
 
