@@ -458,3 +458,14 @@ def _defaults_hold(book):
     return [(len(verdicts_) >= 20, f"{len(verdicts_)} recorded settings on the same data, each with 3 or more seeds"),
             (not better, f"against the defaults: {counts['higher']} higher, {counts['within the noise']} within the "
                          f"noise, {counts['lower']} lower" + (f" (higher: {'; '.join(better)})" if better else ""))]
+
+
+# ------------------------------------------------------------------------------------------------ 06 schedules
+@claim("06.default_rate_ties", """At the default learning rate (5e-4), the schedule makes no measurable difference:
+       cosine, constant, constant with warmup and polynomial are all within the noise of linear with warmup, and
+       so is linear without warmup.""")
+def _schedules_tie(book):
+    out = [expect(compare(book, {"lr_scheduler_type": s}, {}), "within the noise", f"{s} against linear")
+           for s in ("cosine", "constant", "constant_with_warmup", "polynomial")]
+    out.append(expect(compare(book, {"warmup_ratio": 0.0}, {}), "within the noise", "no warmup against 10% warmup"))
+    return out

@@ -219,34 +219,48 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
     (or `measure`, named `what`) of every seed against the value, with the reference's range shaded: a value whose
     range stays clear of the shading differs from it by the one rule. Prints one line per value. Returns
     {value: runs}."""
+    base = base or FineTuneConfig()
+    values = list(values)
+    reference = getattr(base, field) if reference is None else reference
+    if reference not in values:
+        values.append(reference)  # judged against, not listed: drawn only if asked for
+    names = dict(zip(values, labels or [_label(field, value) for value in values]))
+    names.setdefault(reference, _label(field, reference))
+    settings = {value: base.replace(**{field: value}) for value in values}
+    found = recorded_compare(settings, reference, names, title, curves, measure, what, draw, axis=field)
+    return found
+
+
+def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names: dict[Any, str] | None = None,
+                     title: str | None = None, curves: Iterable[Any] | None = None, measure=None,
+                     what: str = "kept accuracy", draw: bool = True, axis: str = "settings") -> dict[Any, list[Run]]:
+    """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key)."""
     from collections import Counter
 
     from .plotting import plot_bands
     from .runs import accuracy_range, compare_runs, kept_accuracy
 
     measure = measure or kept_accuracy
-    base = base or FineTuneConfig()
-    values = list(values)
-    groups = {value: recorded(base, **{field: value}) for value in values}
-    names = dict(zip(values, labels or [_label(field, value) for value in values]))
-    reference = getattr(base, field) if reference is None else reference
-    against = groups.get(reference) or recorded(base, **{field: reference})
-    verdicts = {value: "reference" if value == reference else compare_runs(found, against, measure, what).verdict
-                for value, found in groups.items()}
+    groups = {key: recorded(config) for key, config in settings.items()}
+    names = names or {key: str(key) for key in settings}
+    against = groups[reference]
+    verdicts = {key: "reference" if key == reference else compare_runs(found, against, measure, what).verdict
+                for key, found in groups.items()}
+    keys = list(groups)
     if draw:
         if curves is None:
-            curves = values if len(values) <= 5 else [values[round(i * (len(values) - 1) / 3)] for i in range(4)]
+            curves = keys if len(keys) <= 5 else [keys[round(i * (len(keys) - 1) / 3)] for i in range(4)]
         curves = list(curves)
         if curves:
-            show(plot_bands([groups[v] for v in curves], [names[v] for v in curves], title=title))
-        show(_sweep_figure(field, groups, names, verdicts, against, measure, what, title))
+            show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title))
+        show(_sweep_figure(axis, groups, names, verdicts, against, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
-    for value, found in groups.items():
+    for key, found in groups.items():
         low, high = accuracy_range(found, measure)
         shapes = ", ".join(f"{n} {v}" for v, n in Counter(diagnose(r).verdict for r in found).items())
-        rule = {"higher": "higher (real)", "lower": "lower (real)"}.get(verdicts[value], verdicts[value])
-        print(f"{names[value]:>22}: {what} {fmt(low)} to {fmt(high)} over {len(found)} seeds ({shapes}); "
-              f"against {names.get(reference, _label(field, reference))}: {rule}")
+        rule = {"higher": "higher (real)", "lower": "lower (real)"}.get(verdicts[key], verdicts[key])
+        print(f"{names[key]:>22}: {what} {fmt(low)} to {fmt(high)} over {len(found)} seeds ({shapes}); "
+              f"against {names[reference]}: {rule}")
     return groups
 
 

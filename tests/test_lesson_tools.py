@@ -79,3 +79,32 @@ def test_search_stores_a_fresh_study_in_sqlite(tmp_path, short_config):
     assert finished and all(math.isfinite(t.value) for t in finished)
     assert set(stored.best_params) == {"learning_rate", "per_device_train_batch_size", "dropout", "weight_decay",
                                        "warmup_ratio"}
+
+
+def test_recorded_sweeps_judge_each_value_against_the_reference_by_the_rule(capsys, monkeypatch):
+    from lmtune_widgets import FineTuneConfig, lessons
+    from lmtune_widgets.runs import compare_runs
+
+    shown = []
+    monkeypatch.setattr(lessons, "show", shown.append)
+    groups = lessons.recorded_sweep("learning_rate", [1e-5, 5e-4, 1e-3], curves=[1e-5, 5e-4])
+    out = capsys.readouterr().out.splitlines()
+    assert len(shown) == 2 and all(len(g) >= 3 for g in groups.values())
+    for line, value in zip(out, groups):
+        expected = "reference" if value == 5e-4 else compare_runs(groups[value], groups[5e-4]).verdict
+        assert line.rstrip().endswith(expected if expected in ("reference", "within the noise") else f"{expected} (real)"), line
+    assert "lower (real)" in out[0]  # 1e-5 underfits
+    rows = lessons.recorded_rows(groups, "learning_rate")
+    assert [r["learning_rate"] for r in rows] == [1e-5, 5e-4, 1e-3] and rows[1]["seeds"] == 5
+    with pytest.raises(ValueError, match="not recorded: .*learning_rate"):
+        lessons.recorded(FineTuneConfig(learning_rate=7e-4))
+
+
+def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
+    from lmtune_widgets import lessons
+
+    rows = lessons.leaderboard(top=3)
+    lows = [r["low"] for r in rows]
+    assert lows == sorted(lows, reverse=True) and len(rows) >= 20
+    assert {r["against the defaults"] for r in rows} <= {"-", "higher", "within the noise", "lower"}
+    assert len(capsys.readouterr().out.splitlines()) == 4
