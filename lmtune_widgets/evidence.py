@@ -462,10 +462,30 @@ def _defaults_hold(book):
 
 # ------------------------------------------------------------------------------------------------ 06 schedules
 @claim("06.default_rate_ties", """At the default learning rate (5e-4), the schedule makes no measurable difference:
-       cosine, constant, constant with warmup and polynomial are all within the noise of linear with warmup, and
-       so is linear without warmup.""")
+       cosine, constant, constant with warmup and polynomial are all within the noise of linear with 10% warmup,
+       and so is linear with any warmup from 0 to 30%.""")
 def _schedules_tie(book):
     out = [expect(compare(book, {"lr_scheduler_type": s}, {}), "within the noise", f"{s} against linear")
            for s in ("cosine", "constant", "constant_with_warmup", "polynomial")]
-    out.append(expect(compare(book, {"warmup_ratio": 0.0}, {}), "within the noise", "no warmup against 10% warmup"))
+    out += [expect(compare(book, {"warmup_ratio": w}, {}), "within the noise", f"warmup {w:g} against 0.1")
+            for w in (0.0, 0.05, 0.2, 0.3)]
+    return out
+
+
+HIGH = {"learning_rate": 2e-3}
+SCHEDULE_PARTS = {"neither": {**HIGH, "lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.0},
+                  "warmup only": {**HIGH, "lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.1},
+                  "decay only": {**HIGH, "lr_scheduler_type": "linear", "warmup_ratio": 0.0},
+                  "both": {**HIGH, "lr_scheduler_type": "linear", "warmup_ratio": 0.1}}
+
+
+@claim("06.high_rate_needs_one", """At 2e-3, four times the default, a constant rate without warmup keeps a worse
+       model than linear decay with warmup. Either part alone is enough to recover: warmup without decay, and decay
+       without warmup, each keep a better model than neither, and are within the noise of both.""")
+def _high_rate(book):
+    p = SCHEDULE_PARTS
+    out = [expect(compare(book, p["neither"], p["both"]), "lower", "neither against both")]
+    for part in ("warmup only", "decay only"):
+        out.append(expect(compare(book, p[part], p["neither"]), "higher", f"{part} against neither"))
+        out.append(expect(compare(book, p[part], p["both"]), "within the noise", f"{part} against both"))
     return out
