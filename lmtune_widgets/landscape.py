@@ -84,7 +84,7 @@ def _learning_rates(ax, scored, colour) -> None:
         ax.scatter([], [], color=colour[name], label=name)
     ax.scatter([], [], marker="x", color="grey", label="pruned (its last report)")
     ax.set(xscale="log", title="Learning rate against validation loss", xlabel="learning rate",
-           ylabel="lowest validation loss")
+           ylabel="validation loss of the kept model")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1e-4, 2e-4, 5e-4, 1e-3 ...
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0e}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -103,7 +103,7 @@ def _class_best(ax, scored, colour) -> None:
         ax.scatter(numbers, values, s=18, color=[colour[_learner(t)] for t, _ in in_order], alpha=0.7)
         ax.step(numbers, running_best, where="post", color="black", label=f"class best so far ({running_best[-1]:.3f})")
     ax.set(title="The class's best, as trials finished", xlabel="finished trials, in order",
-           ylabel="lowest validation loss")
+           ylabel="validation loss of the kept model")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 

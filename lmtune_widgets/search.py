@@ -476,8 +476,8 @@ def add_run_to_study(run, storage: str, study_name: str, learner: str,
                      space: Callable[[Any], dict[str, Any]] = default_space):
     """File a finished run (from the panel, say) into a study as a trial, with the learner's name attached.
 
-    The trial's value is the run's lowest validation loss and its intermediate values are its evaluation
-    points at their data seen, as `search` records them; a stopped run goes in as PRUNED. Settings outside
+    The trial's value is the kept model's validation loss (`objective_value`); its intermediate values are its
+    evaluation points at their data seen, as `search` records them; a stopped run goes in as PRUNED. Settings outside
     the searched ranges are kept: a float range is widened to hold the value, a batch size that is not
     among the choices goes into the user attribute "outside_space". Returns the stored FrozenTrial.
     """
