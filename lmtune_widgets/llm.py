@@ -51,18 +51,16 @@ from .data import flip_labels, load_splits
 from .models import _load, _set_dropout_modules, count_parameters, freeze_bottom, set_dropout, transformer_layers
 from .runs import Run
 from .training import (
-    _PREFIX_CACHE,
-    _PREFIX_CACHE_SIZE,
-    _PREFIX_LOCK,
     FrozenPrefix,
     Job,
+    _cached_prefix,
+    _job,
     _prefix_key,
+    _store_prefix,
     autocast_for,
     by_length,
     check_fits,
     machine_facts,
-    make_scheduler,
-    optimizer_groups,
     pad_batch,
     pick_device,
     pick_precision,
@@ -414,8 +412,7 @@ def prepare_instruction_tuning(config: FineTuneConfig, lr_lambda=None, thorough:
     if prefix is not None:  # the answers are part of the inputs, so the labels (and their noise) are in the key
         key = (*_prefix_key(config, device), "instruction", config.label_noise,
                config.seed if config.label_noise else None)
-        with _PREFIX_LOCK:
-            cached = _PREFIX_CACHE.get(key)
+        cached = _cached_prefix(key)
         if cached is None:
             pad_id = tokenizer.pad_token_id
             nested = not instructions.single_token
@@ -425,20 +422,10 @@ def prepare_instruction_tuning(config: FineTuneConfig, lr_lambda=None, thorough:
                 k = len(label_names)
                 states = [states[i * k:(i + 1) * k] for i in range(num_eval)]
             cached = (prefix.compute(train["input_ids"], pad_id, device, autocast), states, prefix.returns_tuple)
-            with _PREFIX_LOCK:
-                _PREFIX_CACHE[key] = cached
-                while len(_PREFIX_CACHE) > _PREFIX_CACHE_SIZE:
-                    _PREFIX_CACHE.popitem(last=False)
+            _store_prefix(key, cached)
         train_states, validation_states, prefix.returns_tuple = cached
         prefix.install()
     run.meta["cache_s"] = time.perf_counter() - t_cache
 
-    torch.manual_seed(config.seed)  # dropout
-    optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.learning_rate,
-                                  betas=(0.9, 0.999), eps=1e-8)
-    scheduler = (make_scheduler(config, optimizer, total_steps, warmup_steps) if lr_lambda is None
-                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
-               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough,
-               trainable=[p for p in model.parameters() if p.requires_grad], objective=instructions)
+    return _job(config, run, model, tokenizer, device, autocast, dtype, train, validation, prefix, train_states,
+                validation_states, total_steps, warmup_steps, lr_lambda, thorough, objective=instructions)

@@ -343,6 +343,34 @@ def _prefix_key(config: FineTuneConfig, device: torch.device) -> tuple:
             config.max_eval_samples, str(device))
 
 
+def _cached_prefix(key: tuple):
+    """The frozen features stored under `key`, or None."""
+    with _PREFIX_LOCK:
+        return _PREFIX_CACHE.get(key)
+
+
+def _store_prefix(key: tuple, cached: tuple) -> None:
+    """Keep frozen features for the next run, dropping the oldest beyond the cache's size."""
+    with _PREFIX_LOCK:
+        _PREFIX_CACHE[key] = cached
+        while len(_PREFIX_CACHE) > _PREFIX_CACHE_SIZE:
+            _PREFIX_CACHE.popitem(last=False)
+
+
+def _job(config, run, model, tokenizer, device, autocast, dtype, train, validation, prefix, train_states,
+         validation_states, total_steps, warmup_steps, lr_lambda, thorough, objective=None) -> "Job":
+    """The optimizer, schedule and scaler of a prepared run, bundled as its Job (both training routes)."""
+    torch.manual_seed(config.seed)  # dropout
+    optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.learning_rate,
+                                  betas=(0.9, 0.999), eps=1e-8)
+    scheduler = (make_scheduler(config, optimizer, total_steps, warmup_steps) if lr_lambda is None
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
+               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough,
+               trainable=[p for p in model.parameters() if p.requires_grad], objective=objective)
+
+
 def clear_caches() -> None:
     """Forget the frozen features kept between runs (frees their memory)."""
     with _PREFIX_LOCK:
@@ -457,8 +485,7 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     t_cache = time.perf_counter()
     if prefix is not None:
         key = _prefix_key(config, device)
-        with _PREFIX_LOCK:
-            cached = _PREFIX_CACHE.get(key)
+        cached = _cached_prefix(key)
         if cached is None:
             pad_id = tokenizer.pad_token_id
             ids = validation["input_ids"]  # the evaluated subset alone first, so its numbers never depend on the rest
@@ -466,23 +493,13 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
                       prefix.compute(ids[:num_eval], pad_id, device, autocast)
                       + prefix.compute(ids[num_eval:], pad_id, device, autocast),
                       prefix.returns_tuple)
-            with _PREFIX_LOCK:
-                _PREFIX_CACHE[key] = cached
-                while len(_PREFIX_CACHE) > _PREFIX_CACHE_SIZE:
-                    _PREFIX_CACHE.popitem(last=False)
+            _store_prefix(key, cached)
         train_states, validation_states, prefix.returns_tuple = cached
         prefix.install()
     run.meta["cache_s"] = time.perf_counter() - t_cache
 
-    torch.manual_seed(config.seed)  # dropout
-    optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.learning_rate,
-                                  betas=(0.9, 0.999), eps=1e-8)
-    scheduler = (make_scheduler(config, optimizer, total_steps, warmup_steps) if lr_lambda is None
-                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
-               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough,
-               trainable=[p for p in model.parameters() if p.requires_grad])
+    return _job(config, run, model, tokenizer, device, autocast, dtype, train, validation, prefix, train_states,
+                validation_states, total_steps, warmup_steps, lr_lambda, thorough)
 
 
 def evaluate(job: Job, ids: list[list[int]], labels: list[int], states: list | None) -> tuple[float, float, list[int]]:
