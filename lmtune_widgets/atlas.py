@@ -58,12 +58,17 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "warmup_x_decay": ({"learning_rate": 2e-3},
                        {"lr_scheduler_type": ("constant_with_warmup", "linear"), "warmup_ratio": (0.0, 0.1)}),
     "freeze_x_lr": (SMALL, {"freeze_layers": (0, 2, 4, 6), "learning_rate": (3.2e-5, 1e-4, 5e-4, 2e-3)}),
+    # the head alone, reading the first token (the architecture's head) or the mean of the tokens (how MiniLM
+    # was pretrained to be read), each at its own best rate (lesson 07)
+    "head_pooling": ({**SMALL, "freeze_layers": 6},
+                     {"pooling": ("cls", "mean"), "learning_rate": (1e-4, 5e-4, 2e-3, 5e-3, 1e-2)}),
     "dropout_x_noise": ({**SMALL, "num_train_epochs": 5},
                         {"dropout": (0.0, 0.1, 0.3, 0.5), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
     "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
 }
 # What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
 # one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.
+FIRST_TOPIC_GRIDS = ("freeze_x_lr", "head_pooling")
 FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "dropout", "weight_decay",
                "lr_scheduler_type", "warmup_ratio")
 
@@ -79,9 +84,9 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
         return [(f"one knob: {knob}", {knob: v, "seed": seed})
                 for knob in knobs for v in ONE_KNOB[knob] for seed in SEEDS[:FEW_SEEDS]]
 
-    def lesson_grids(tasks):
+    def lesson_grids(tasks, names=tuple(LESSON_GRIDS)):
         return [(f"lessons: {name}", {**base, "task": task, **dict(zip(axes, values)), "seed": seed})
-                for task in tasks for name, (base, axes) in LESSON_GRIDS.items()
+                for task in tasks for name, (base, axes) in LESSON_GRIDS.items() if name in names
                 for values in product(*axes.values()) for seed in SEEDS[:FEW_SEEDS]]
 
     planned: list[tuple[str, dict]] = []
@@ -92,8 +97,10 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
             planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
     planned += one_knob(FIRST_KNOBS)
     planned += lesson_grids(["sentiment"])
+    others = [t for t in TASKS if t != "sentiment"]
+    planned += lesson_grids(others, FIRST_TOPIC_GRIDS)  # lesson 07 compares the two tasks
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
-    planned += lesson_grids([t for t in TASKS if t != "sentiment"])
+    planned += lesson_grids(others)
     seen, out = set(), []
     for section, changes in planned:
         config = FineTuneConfig(**changes)

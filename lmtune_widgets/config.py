@@ -68,10 +68,11 @@ FIELDS: dict[str, Field] = {
     "lora_r": Field(0, 1024, help="LoRA rank (0 = no LoRA). The pretrained weights stay frozen; small r x d matrices learn the change. Higher: more capacity, more memory."),
     "lora_alpha": Field(1e-3, 1e4, help="LoRA scale: the learnt change is multiplied by alpha / r. Often 2 x r."),
     "lora_dropout": Field(0.0, 0.9, help="Dropout on the input of the LoRA matrices while training."),
+    "pooling": Field(choices=("cls", "mean"), help="What the classification head reads: 'cls' the first token (the architecture's own head), 'mean' the average of the message's tokens, as MiniLM was pretrained to embed sentences."),
     "lora_target_modules": Field(help="Which linear layers get LoRA matrices, by name (e.g. q_proj, v_proj: the attention projections)."),
 }
 # Added after runs were recorded: at their defaults they are left out of `config_key`, so recorded runs still match.
-LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "pooling")
 LLM_MODELS = ("smollm2",)  # bundled decoder LLMs: fine-tuned as instructions (see llm.py), not with a class head
 
 
@@ -105,6 +106,7 @@ class FineTuneConfig:
     lora_alpha: float = 16  # LoRA scale alpha / r (peft's lora_alpha)
     lora_dropout: float = 0.05  # dropout before the LoRA matrices (peft's lora_dropout)
     lora_target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")  # layers given LoRA (peft's target_modules)
+    pooling: str = "cls"  # what the head reads: the first token ("cls") or the mean of the tokens ("mean")
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_target_modules, (list, str)):  # JSON gives a list; "q_proj,v_proj" from a command line

@@ -50,8 +50,9 @@ def is_causal_lm(name: str) -> bool:
 
 
 def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = False, seed: int = 0,
-               id2label: dict[int, str] | None = None):
-    """A sequence classifier and its tokenizer. The classification head is always new (seeded)."""
+               id2label: dict[int, str] | None = None, pooling: str = "cls"):
+    """A sequence classifier and its tokenizer. The classification head is always new (seeded); `pooling`
+    says what it reads (see `set_pooling`)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model_path(name)
@@ -70,7 +71,54 @@ def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = 
     else:
         model = _load(AutoModelForSequenceClassification.from_pretrained, path, name, config=config)
     _set_dropout_modules(model, dropout)
+    set_pooling(model, pooling, name)
     return model, tokenizer
+
+
+class MeanPooler(nn.Module):
+    """The pooler of a BERT-family head, fed the mean of the message's tokens instead of its first token.
+
+    The architecture's own head reads the first ([CLS]) token through a dense layer and tanh. Sentence
+    encoders such as MiniLM (all-MiniLM-L6-v2) were trained to be read by averaging the tokens; this keeps the
+    same dense layer and tanh (same weights, same head size) and changes only what they read, so comparing the
+    two changes one thing. Padding is left out of the mean: the attention mask of the current batch is taken
+    from the base model's call (`set_pooling` installs the hook that passes it).
+    """
+
+    def __init__(self, original: nn.Module):
+        super().__init__()
+        self.original = original
+        self.__dict__["mask"] = None  # a tensor of the current batch, not a parameter
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask = self.mask
+        if mask is None or mask.shape != hidden_states.shape[:2]:
+            mean = hidden_states.mean(dim=1)
+        else:
+            weights = mask.to(hidden_states.dtype).unsqueeze(-1)
+            mean = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.original.activation(self.original.dense(mean))
+
+
+def set_pooling(model: nn.Module, pooling: str, name: str = "the model") -> None:
+    """"cls": leave the architecture's head as it is. "mean": read the mean of the tokens (`MeanPooler`);
+    only for heads that read a BERT-style pooler (dense + tanh on the first token), such as MiniLM's."""
+    if pooling == "cls":
+        return
+    if pooling != "mean":
+        raise ValueError(f"pooling={pooling!r} is not valid: choose one of cls, mean")
+    base = getattr(model, model.base_model_prefix, None)
+    pooler = getattr(base, "pooler", None)
+    if pooler is None or not (hasattr(pooler, "dense") and hasattr(pooler, "activation")):
+        raise ValueError(f"pooling='mean' needs a head that reads a BERT-style pooler (MiniLM, BERT); "
+                         f"{name} ({type(model).__name__}) has none: use pooling='cls'")
+    mean = MeanPooler(pooler)
+    base.pooler = mean
+
+    def keep_mask(module, args, kwargs):
+        mean.__dict__["mask"] = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    base.register_forward_pre_hook(keep_mask, with_kwargs=True)
 
 
 @lru_cache(maxsize=4)

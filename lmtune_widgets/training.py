@@ -444,6 +444,9 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     """Set-up: data, model, frozen features (computed once, reused by the next run that shares them), optimizer.
     A decoder LLM is set up by `llm.prepare_instruction_tuning` instead: the task becomes an instruction."""
     if is_causal_lm(config.model_name):
+        if config.pooling != "cls":
+            raise ValueError(f"pooling={config.pooling!r} applies to a classification head; {config.model_name} "
+                             "is a decoder LLM that answers in words: leave pooling='cls'")
         from .llm import prepare_instruction_tuning  # llm.py builds on this module
 
         return prepare_instruction_tuning(config, lr_lambda, thorough)
@@ -451,7 +454,7 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     splits = load_splits(config.task, config.dataset)
     num_labels = len(splits.label_names)
     model, tokenizer = load_model(config.model_name, num_labels, config.dropout, config.from_scratch, config.seed,
-                                  id2label=dict(enumerate(splits.label_names)))
+                                  id2label=dict(enumerate(splits.label_names)), pooling=config.pooling)
     num_layers = len(transformer_layers(model))
     check_fits(config, num_train=min(config.max_train_samples, len(splits.train)), num_layers=num_layers)
     dtype = pick_precision(device.type)

@@ -41,6 +41,7 @@ BAD_VALUES = [
     ("lora_dropout", 0.95, "lora_dropout=0.95 is out of range: allowed from 0 to 0.9"),
     ("lora_target_modules", (), "lora_target_modules=() is not valid: expected one or more module names"),
     ("lora_target_modules", ("q_proj", 3), "lora_target_modules=('q_proj', 3) is not valid"),
+    ("pooling", "max", "pooling='max' is not valid: choose one of cls, mean"),
 ]
 
 

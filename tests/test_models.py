@@ -5,7 +5,7 @@ from transformers import AutoModelForSequenceClassification
 
 from lmtune_widgets import FineTuneConfig, fine_tune
 from lmtune_widgets.models import (count_parameters, embedding_modules, freeze_bottom, load_model,
-                                   parameters_by_layer, set_dropout, tiny_config, transformer_layers)
+                                   parameters_by_layer, set_dropout, set_pooling, tiny_config, transformer_layers)
 from lmtune_widgets.training import FrozenPrefix, pad_batch
 
 ARCHITECTURES = ["bert", "distilbert", "gpt2", "llama"]
@@ -111,3 +111,54 @@ def test_from_scratch_has_random_weights():
     b = transformer_layers(scratch)[0].attention.self.query.weight
     assert a.shape == b.shape and not torch.allclose(a, b)
     assert b.std().item() == pytest.approx(scratch.config.initializer_range, rel=0.2)
+
+
+def test_mean_pooling_reads_the_mean_of_the_real_tokens_through_the_same_dense_layer():
+    """pooling='mean': the head's dense + tanh read the mean of the message's tokens, padding left out, so a
+    message scores the same alone and padded in a batch; the weights are the architecture's own."""
+    model = tiny("bert").eval()
+    dense_before = model.bert.pooler.dense.weight.clone()
+    set_pooling(model, "mean")
+    ids = [[5, 17, 93, 4, 8, 11], [7, 3]]
+    with torch.no_grad():
+        batch = pad_batch(ids, 0, torch.device("cpu"))
+        out = model(**batch, output_hidden_states=True)
+        last = out.hidden_states[-1][1, :2]  # the short message's two real tokens
+        pooler = model.bert.pooler.original
+        expected = model.classifier(pooler.activation(pooler.dense(last.mean(dim=0))))
+        alone = model(**pad_batch(ids[1:], 0, torch.device("cpu"))).logits[0]
+    torch.testing.assert_close(out.logits[1], expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone, out.logits[1], rtol=1e-4, atol=1e-5)
+    assert torch.equal(model.bert.pooler.original.dense.weight, dense_before)
+    with torch.no_grad():  # and it is not what the first token gives
+        cls = tiny("bert").eval()(**batch).logits
+    assert not torch.allclose(cls[1], out.logits[1], atol=1e-4)
+
+
+def test_mean_pooling_replays_frozen_layers_like_running_them():
+    model = tiny("bert").eval()
+    set_pooling(model, "mean")
+    freeze_bottom(model, 3)
+    ids = [[5, 17, 93, 4, 8, 11], [7, 3], [9, 9, 14, 2]]
+    batch = pad_batch(ids, 0, torch.device("cpu"))
+    with torch.no_grad():
+        expected = model(**batch).logits
+        prefix = FrozenPrefix(model, 3)
+        states = prefix.compute(ids, 0, torch.device("cpu"))
+        prefix.install()
+        prefix.use(states)
+        replayed = model(**batch).logits
+        prefix.remove()
+    torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["distilbert", "gpt2"])
+def test_mean_pooling_without_a_bert_pooler_is_named(architecture):
+    with pytest.raises(ValueError, match=r"pooling='mean' needs a head that reads a BERT-style pooler.*pooling='cls'"):
+        set_pooling(tiny(architecture), "mean", architecture)
+
+
+
+def test_mean_pooling_is_refused_for_a_decoder_llm_before_anything_loads():
+    with pytest.raises(ValueError, match=r"pooling='mean' applies to a classification head; smollm2 is a decoder LLM"):
+        fine_tune(FineTuneConfig.from_preset("llm_lora", pooling="mean"))
