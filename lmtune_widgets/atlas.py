@@ -68,7 +68,7 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
 }
 # What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
 # one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.
-FIRST_TOPIC_GRIDS = ("freeze_x_lr", "head_pooling")
+FIRST_GRIDS = ("warmup_x_decay", "freeze_x_lr", "head_pooling")  # then the freezing grids of the other task
 FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "dropout", "weight_decay",
                "lr_scheduler_type", "warmup_ratio")
 
@@ -96,9 +96,10 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
         if PRESETS[preset].get("model_name", FineTuneConfig().model_name) == FineTuneConfig().model_name:
             planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
     planned += one_knob(FIRST_KNOBS)
-    planned += lesson_grids(["sentiment"])
     others = [t for t in TASKS if t != "sentiment"]
-    planned += lesson_grids(others, FIRST_TOPIC_GRIDS)  # lesson 07 compares the two tasks
+    planned += lesson_grids(["sentiment"], FIRST_GRIDS)
+    planned += lesson_grids(others, FIRST_GRIDS[1:])  # lesson 07 compares the two tasks
+    planned += lesson_grids(["sentiment"])
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
     planned += lesson_grids(others)
     seen, out = set(), []
