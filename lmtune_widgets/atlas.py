@@ -62,13 +62,15 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     # was pretrained to be read), each at its own best rate (lesson 07)
     "head_pooling": ({**SMALL, "freeze_layers": 6},
                      {"pooling": ("cls", "mean"), "learning_rate": (1e-4, 5e-4, 2e-3, 5e-3, 1e-2)}),
+    # the same architecture from random weights, everything training, at its own best rate: what pretraining is worth
+    "from_scratch": ({**SMALL, "freeze_layers": 0}, {"from_scratch": (True,), "learning_rate": (1e-4, 5e-4, 2e-3)}),
     "dropout_x_noise": ({**SMALL, "num_train_epochs": 5},
                         {"dropout": (0.0, 0.1, 0.3, 0.5), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
     "lr_x_batch": ({}, {"learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3), "per_device_train_batch_size": (8, 32, 128)}),
 }
 # What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
 # one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.
-FIRST_GRIDS = ("warmup_x_decay", "freeze_x_lr", "head_pooling")  # then the freezing grids of the other task
+FIRST_GRIDS = ("warmup_x_decay", "freeze_x_lr", "head_pooling", "from_scratch")  # then the other task's freezing
 FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "dropout", "weight_decay",
                "lr_scheduler_type", "warmup_ratio")
 
@@ -98,7 +100,7 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned += one_knob(FIRST_KNOBS)
     others = [t for t in TASKS if t != "sentiment"]
     planned += lesson_grids(["sentiment"], FIRST_GRIDS)
-    planned += lesson_grids(others, FIRST_GRIDS[1:])  # lesson 07 compares the two tasks
+    planned += lesson_grids(others, ("freeze_x_lr", "head_pooling"))  # lesson 07 compares the two tasks
     planned += lesson_grids(["sentiment"])
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
     planned += lesson_grids(others)
