@@ -288,8 +288,9 @@ def plot_parameters_by_layer(rows: Sequence[tuple[str, int, int]], title: str = 
 
 
 @_own_style
-def plot_freezing_cost(rows: Sequence[dict]) -> Figure:
-    """Seconds per epoch (bars) and best validation accuracy (line) against the number of frozen layers."""
+def plot_freezing_cost(rows: Sequence[dict], accuracy_label: str = "best validation accuracy") -> Figure:
+    """Seconds per epoch (bars) and accuracy (line; each row's "best_accuracy", named by `accuracy_label`) against
+    the number of frozen layers."""
     fig = Figure(figsize=(6.5, 3.4))
     fig.subplots_adjust(left=0.12, right=0.88, bottom=0.16, top=0.88)
     ax = fig.subplots()
@@ -299,6 +300,6 @@ def plot_freezing_cost(rows: Sequence[dict]) -> Figure:
            title="Compute cost and accuracy as layers are unfrozen")
     acc = ax.twinx()
     acc.plot(labels, [r["best_accuracy"] for r in rows], "-o", color="#1f77b4")
-    acc.set_ylabel("best validation accuracy", color="#1f77b4")
+    acc.set_ylabel(accuracy_label, color="#1f77b4")
     acc.set_ylim(0.4, 1.0)
     return fig
