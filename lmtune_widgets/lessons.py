@@ -7,6 +7,7 @@
     lessons.show(plot_runs(runs, labels=...))             # a static picture that GitHub shows
     lessons.save_results(RESULTS_PATH, best=...)
     groups = lessons.recorded_sweep("learning_rate", [1e-4, 5e-4])   # recorded seeds as bands: no training
+    lessons.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3])  # two knobs: a line per value
     lessons.is_it_real(first, second)                     # the one rule, said plainly
     lessons.check_claims("01")                            # the lesson's claims, checked on the recorded runs
 
@@ -337,6 +338,70 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
     ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
                  "(green/red: higher/lower than the reference by the rule; grey: within the noise)", fontsize=9)
     return fig
+
+
+def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_values: Iterable[Any],
+                  base: FineTuneConfig | None = None, names: dict[Any, str] | None = None, title: str | None = None,
+                  draw: bool = True) -> dict[Any, dict[Any, list[Run]]]:
+    """A recorded two-knob grid, at once: the kept accuracy of every seed (a dot) against `x_field`, one line per
+    value of `line_field` (the seeds' mean, their range shaded), each line's best value starred. Combinations that
+    were not recorded are left out and named. Prints each line's best value and its range. Returns
+    {line value: {x value: runs}}."""
+    from matplotlib.figure import Figure
+
+    from .evidence import mean_of
+    from .plotting import COLOURS
+    from .runs import accuracy_range, kept_accuracy
+
+    base = base or FineTuneConfig()
+    names = names or {}
+    grid: dict[Any, dict[Any, list[Run]]] = {}
+    missing = []
+    for line in line_values:
+        grid[line] = {}
+        for x in x_values:
+            try:
+                grid[line][x] = recorded(base, **{line_field: line, x_field: x})
+            except ValueError:
+                missing.append(f"{_label(line_field, line)}, {_label(x_field, x)}")
+    if missing:
+        print("not recorded (left out): " + "; ".join(missing))
+    best = {line: max(cells, key=lambda x: mean_of(cells[x])) for line, cells in grid.items() if cells}
+    if draw:
+        fig = Figure(figsize=(6.4, 3.6))
+        fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
+        ax = fig.subplots()
+        for i, (line, cells) in enumerate(grid.items()):
+            if not cells:
+                continue
+            colour, xs = COLOURS[i % len(COLOURS)], list(cells)
+            ax.fill_between(xs, [accuracy_range(cells[x])[0] for x in xs], [accuracy_range(cells[x])[1] for x in xs],
+                            color=colour, alpha=0.18, lw=0)
+            ax.plot(xs, [mean_of(cells[x]) for x in xs], "-", color=colour, lw=1.5,
+                    label=names.get(line, _label(line_field, line)))
+            for x in xs:
+                ax.plot([x] * len(cells[x]), [kept_accuracy(r) for r in cells[x]], "o", color=colour, markersize=3)
+            ax.plot([best[line]], [mean_of(cells[best[line]])], "*", color=colour, markersize=13, markeredgecolor="black")
+        chance = next((r.meta.get("chance_accuracy") for cells in grid.values() for found in cells.values() for r in found), None)
+        if chance:
+            ax.axhline(chance, color="grey", lw=1, ls=":")
+        numeric = all(isinstance(x, (int, float)) for cells in grid.values() for x in cells)
+        if numeric and x_field == "learning_rate":
+            ax.set_xscale("log")
+        ax.set(xlabel=x_field.replace("_", " "), ylabel="kept accuracy (each dot a seed)")
+        ax.grid(alpha=0.3)
+        if any(grid.values()):
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", va="center", color="grey")
+        ax.set_title(title or f"Kept accuracy: {x_field} for each {line_field}", fontsize=10)
+        show(fig)
+    for line, cells in grid.items():
+        if cells:
+            low, high = accuracy_range(cells[best[line]])
+            print(f"{names.get(line, _label(line_field, line)):>22}: best at {_label(x_field, best[line])}, kept accuracy "
+                  f"{low:.1%} to {high:.1%} over {len(cells[best[line]])} seeds")
+    return grid
 
 
 def is_it_real(first: list[Run], second: list[Run], names: tuple[str, str] = ("first", "second"),

@@ -108,3 +108,20 @@ def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
     assert lows == sorted(lows, reverse=True) and len(rows) >= 20
     assert {r["against the defaults"] for r in rows} <= {"-", "higher", "within the noise", "lower"}
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_is_missing(capsys, monkeypatch):
+    from lmtune_widgets import FineTuneConfig, atlas, evidence, lessons
+
+    shown = []
+    monkeypatch.setattr(lessons, "show", shown.append)
+    base = FineTuneConfig(**evidence.FREEZING)
+    grid = lessons.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3, 7e-4], base=base)
+    out = capsys.readouterr().out
+    assert len(shown) == 1 and set(grid) == {0, 4}
+    assert set(grid[0]) == {1e-4, 2e-3} and all(len(found) >= 3 for found in grid[0].values())
+    assert "not recorded (left out): freeze_layers 0, learning_rate 7e-04; freeze_layers 4, learning_rate 7e-04" in out
+    for n in (0, 4):  # the starred best is the rate with the best mean, as evidence.tuned picks it
+        best, _ = evidence.tuned(atlas.load(), [1e-4, 2e-3], **evidence.FREEZING, freeze_layers=n)
+        assert f"freeze_layers {n}: best at learning_rate {lessons._number(best)}" in out
+    assert "freeze_layers 0: best at learning_rate 1e-04" in out  # everything training wants the smaller step
