@@ -34,9 +34,11 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from . import feature_cache
 from .config import FineTuneConfig
 from .data import flip_labels, load_splits, tokenize
-from .models import count_parameters, freeze_bottom, is_causal_lm, load_model, transformer_layers
+from .models import (count_parameters, freeze_bottom, is_causal_lm, load_model, resolve_model_path,
+                     transformer_layers)
 from .runs import Run
 
 DIVERGENCE_FACTOR = 3.0  # recent train loss above this x the first loss means the run blew up
@@ -488,14 +490,20 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     t_cache = time.perf_counter()
     if prefix is not None:
         key = _prefix_key(config, device)
-        cached = _cached_prefix(key)
-        if cached is None:
-            pad_id = tokenizer.pad_token_id
-            ids = validation["input_ids"]  # the evaluated subset alone first, so its numbers never depend on the rest
-            cached = (prefix.compute(train["input_ids"], pad_id, device, autocast),
-                      prefix.compute(ids[:num_eval], pad_id, device, autocast)
-                      + prefix.compute(ids[num_eval:], pad_id, device, autocast),
-                      prefix.returns_tuple)
+        cached, run.meta["features_from"] = _cached_prefix(key), "memory"
+        if cached is None:  # then the disk, where an earlier process may have left them (feature_cache.py)
+            ids = validation["input_ids"]
+            parts = [train["input_ids"], ids[:num_eval], ids[num_eval:]]
+            disk_name = feature_cache.entry_name(key, resolve_model_path(config.model_name), parts, str(dtype))
+            on_disk = feature_cache.load(disk_name, device, parts)
+            if on_disk is not None:
+                cached, run.meta["features_from"] = (on_disk[0], on_disk[1] + on_disk[2], on_disk[3]), "disk"
+            else:  # the evaluated subset alone first, so its numbers never depend on the rest
+                pad_id = tokenizer.pad_token_id
+                computed = [prefix.compute(part, pad_id, device, autocast) for part in parts]
+                feature_cache.save(disk_name, (*computed, prefix.returns_tuple))
+                cached = (computed[0], computed[1] + computed[2], prefix.returns_tuple)
+                run.meta["features_from"] = "computed"
             _store_prefix(key, cached)
         train_states, validation_states, prefix.returns_tuple = cached
         prefix.install()
