@@ -5,10 +5,16 @@
     panel                                           # shows it in a notebook
     panel.run(); panel.wait()                       # what the Run button does; wait() returns a static picture
 
+    # a class-wide study: every run that ends is also filed into it, with the learner's name (as `search` does)
+    panel = TuningPanel(storage="postgresql+psycopg://postgres:PASSWORD@HOST:54320/postgres",
+                        study_name="workshop", learner="ada")
+
 Three parts, one job each:
 - `panel_plan.PanelState`: the state without widgets (base settings, runs) and the plan of a config (checks,
   trainable parameters, schedule, estimated time, recorded runs).
 - `panel_runner.RunController`: owns the training thread, which only hands results over on a queue.
+  `panel_runner.StudyFiler` (with `storage=`): files each ended run into the study on a thread of its own, and
+  hands back one line per outcome; a database that does not answer never holds up training or the widgets.
 - `TuningPanel` (here): the widgets, and the one place that changes them. Every widget update, every picture and
   all planning happen in its methods under one lock (`_lock`): the controls' observers, `run()`, and
   `_show_handed_over()`, which shows what the training thread handed over. In a notebook that runs on the
@@ -34,7 +40,7 @@ import ipywidgets as widgets
 from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
 from .panel_figures import CurvesFigure, ScheduleFigure
 from .panel_plan import PanelState, Plan, same_settings
-from .panel_runner import RunController
+from .panel_runner import RunController, StudyFiler
 from .plotting import plot_runs, to_png
 from .runs import Run, diagnose
 
@@ -85,7 +91,12 @@ def _locked(method):
 class TuningPanel:
     """An ipywidgets app over `fine_tune`: see the module docstring."""
 
-    def __init__(self, vary: Iterable[str] | None = None, **config_overrides: Any):
+    def __init__(self, vary: Iterable[str] | None = None, *, storage: str | None = None, study_name: str = "lmtune",
+                 learner: str | None = None, **config_overrides: Any):
+        """vary: the controls a learner may change (default: all). storage, study_name, learner: as in `search`;
+        with `storage` (an Optuna RDB URL) every run that ends goes into that study as a trial: finished and
+        diverged runs as COMPLETE (a diverged run scores `search.DIVERGED_VALUE`, as in a search), a stopped run
+        as PRUNED with its evaluation points; a failed run is not filed. config_overrides: FineTuneConfig fields."""
         self.state = PanelState(FineTuneConfig(**config_overrides))
         self.vary = None if vary is None else tuple(vary)
         self.errors: list[str] = []
@@ -100,6 +111,8 @@ class TuningPanel:
         except RuntimeError:  # no event loop (tests, scripts): a pump thread shows it
             self._loop = None
         self._runner = RunController(notify=self._notify)
+        self._filer = None if storage is None else StudyFiler(storage, study_name, learner or _login_name(),
+                                                              notify=self._notify)
         self._curves = CurvesFigure()
         self._schedule = ScheduleFigure()
         self._schedule_shown: tuple | None = None
@@ -124,6 +137,8 @@ class TuningPanel:
         self.curves_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px"))
         self.verdict_html = widgets.HTML()
         self.log_html = widgets.HTML()  # errors raised inside callbacks or the run
+        self.study_html = widgets.HTML(_study_line(self._filer), layout=widgets.Layout(
+            display=None if self._filer else "none"))  # the class study: where runs go, and what became of each
         self.history_html = widgets.HTML()
         self.compare_select = widgets.SelectMultiple(options=[], description="runs", rows=5, style=STYLE,
                                                      layout=widgets.Layout(width="300px"))
@@ -328,11 +343,14 @@ class TuningPanel:
         self._runner.stop()
 
     def wait(self, timeout: float | None = None) -> StaticFigure | None:
-        """Block until the current run ends and is shown; returns a static picture of its curves (for saved
-        notebooks)."""
+        """Block until the current run ends and is shown (and, with a class study, until its filing's line is shown);
+        returns a static picture of its curves (for saved notebooks)."""
         self._runner.join(timeout)
         if not self._runner.alive:
             self._show_handed_over()  # on this thread: a cell that waits keeps the kernel's loop from showing it
+            if self._filer is not None:  # and the run's line from the class study
+                self._filer.wait(timeout)
+                self._show_handed_over()
             pump = self._pump
             if pump is not None:
                 pump.join(5)
@@ -352,13 +370,17 @@ class TuningPanel:
             self._handed_over.clear()
             self._show_handed_over()
             with self._lock:
-                if not self._active:
+                if not self._active and not (self._filer and self._filer.busy):
                     self._pump = None
-                    return
+                    break
+        self._show_handed_over()  # an outcome handed back just before the filer fell idle
 
     @_locked
     def _show_handed_over(self) -> None:
-        """Show every event the training thread handed over since last time (the newest picture only)."""
+        """Show every event the training thread handed over since last time (the newest picture only), and what
+        became of the runs filed into the class study."""
+        if self._filer is not None:
+            self._show_filed(self._filer.take())
         events = self._runner.take()
         steps = [e for e in events if e[0] == "step"]
         evaluations = [e for e in events if e[0] == "evaluate"]
@@ -394,8 +416,29 @@ class TuningPanel:
             self._active = False
             self._set_running(False)
 
+    def _show_filed(self, events: list[tuple]) -> None:
+        """One line on the class study: the latest outcome (never an error of the run: training goes on)."""
+        if not events:
+            return
+        place = f"study {html.escape(repr(self._filer.study_name), quote=False)}"
+        kind, *rest = events[-1]
+        if kind == "filed":
+            filed = ", ".join(f"run {number} as trial {trial}" for number, trial in rest[0])
+            line = f"&#10003; Filed in {place} as {html.escape(self._filer.learner, quote=False)}: {filed}."
+        elif kind == "waiting":
+            waiting, why = rest
+            runs = f"run {waiting[0]}" if len(waiting) == 1 else f"runs {', '.join(map(str, waiting))}"
+            line = (f"&#9888; Not filed in {place} yet: {html.escape(why, quote=False)}. Training goes on; {runs} "
+                    "will be filed after your next run.")
+        else:
+            number, why = rest
+            line = f"&#9888; Run {number} was not filed in {place}: {html.escape(why, quote=False)}"
+        self.study_html.value = f"<div>{line}</div>"
+
     def _finish(self, run: Run) -> None:
         self.state.add_run(run)
+        if self._filer is not None and run.status in ("finished", "diverged", "stopped") and run.history:
+            self._filer.file(len(self.runs), run)  # on the filer's thread: returns at once
         self._refresh_history()  # first: the run joins the table even if drawing it fails
         d = diagnose(run, recorded=self._recorded_for(run))
         try:
@@ -485,7 +528,7 @@ class TuningPanel:
         plan = widgets.VBox([self.plan_html, self.schedule_image], layout=widgets.Layout(width="420px"))
         top = widgets.HBox([controls, plan])
         live = widgets.VBox([widgets.HBox([self.progress_bar, self.progress_label]), self.recorded_html, self.curves_image,
-                             self.verdict_html, self.log_html])
+                             self.verdict_html, self.log_html, self.study_html])
         history = widgets.VBox([widgets.HTML("<b>Run history</b>"), self.history_html,
                                 widgets.HBox([self.compare_select, self.compare_button]), self.compare_image])
         share = widgets.VBox([widgets.HTML("<b>Share settings</b>: copy the first line; paste one below and "
@@ -495,6 +538,26 @@ class TuningPanel:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _login_name() -> str:
+    from .search import _login_name
+
+    return _login_name()
+
+
+def _study_line(filer: StudyFiler | None) -> str:
+    """Where the runs go (the password hidden), before any run."""
+    if filer is None:
+        return ""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(filer.storage).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy reads: the first filing says what is wrong
+        where = "?"
+    return (f"<div><b>Class study:</b> every run that ends is filed in study {html.escape(repr(filer.study_name), quote=False)} at "
+            f"{html.escape(where, quote=False)} as {html.escape(filer.learner, quote=False)}.</div>")
 
 
 def _duration(seconds: float) -> str:

@@ -322,3 +322,20 @@ def test_the_objective_is_the_kept_models_loss_on_the_whole_validation_split():
     assert objective_value(run) == 0.30  # not scored: the lowest evaluated loss
     run.status = "diverged"
     assert objective_value(run) == DIVERGED_VALUE
+
+
+def test_a_panel_files_its_runs_into_the_class_study_beside_a_search(postgres, one_thread):
+    """The panel with the class's URL: its run lands in the study a learner's search joins, named, on PostgreSQL."""
+    from lmtune_widgets import FineTuneConfig, TuningPanel
+    from lmtune_widgets.search import search
+
+    url, study = postgres.local_url, "panel-and-search"
+    panel = TuningPanel(storage=url, study_name=study, learner="ada", **TINY)
+    panel.run_button.click()
+    panel.wait(120)
+    assert "Filed in study 'panel-and-search' as ada: run 1 as trial 0." in panel.study_html.value
+    search(FineTuneConfig(**TINY), n_trials=1, storage=url, study_name=study, learner="bob")
+    trials = sorted(trials_of(url, study), key=lambda t: t.number)
+    assert [(t.user_attrs["learner"], t.user_attrs.get("source")) for t in trials] == [("ada", "panel"), ("bob", None)]
+    assert trials[0].state.name == "COMPLETE"
+    assert trials[0].value == pytest.approx(panel.runs[0].kept["validation_loss"])
