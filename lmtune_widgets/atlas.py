@@ -101,7 +101,9 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned += one_knob(FIRST_KNOBS)
     others = [t for t in TASKS if t != "sentiment"]
     planned += lesson_grids(["sentiment"], FIRST_GRIDS + ("dropout_x_noise",))
-    planned += lesson_grids(others, ("freeze_x_lr", "head_pooling"))  # lesson 07 compares the two tasks
+    planned += lesson_grids(others, ("head_pooling",))  # seconds each: lesson 07 compares the two tasks
+    planned += [(s, c) for s, c in lesson_grids(["sentiment"], ("lr_x_batch",)) if c["per_device_train_batch_size"] == 128]
+    planned += lesson_grids(others, ("freeze_x_lr",))
     planned += lesson_grids(["sentiment"])
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
     planned += lesson_grids(others)
