@@ -30,6 +30,7 @@ SQLite stays the lessons' default: a fresh study in a local file, one process, s
 
 `add_run_to_study` files a panel run into a study as a finished trial (`landscape.class_landscape` draws a
 whole class's study for the instructor). `python -m lmtune_widgets.search --help` runs a worker from a terminal.
+`compare_engines(base, n_trials, space)` runs one budget with each engine and measures what each costs.
 """
 from __future__ import annotations
 
@@ -300,11 +301,14 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
 # --------------------------------------------------------------------------------------------- Ray Tune
 @dataclass
 class TuneResult:
-    """What a Ray Tune search found: the best settings, one summary per trial, and Ray's own ResultGrid."""
+    """What a Ray Tune search found: the best settings, one summary per trial, and Ray's own ResultGrid.
+
+    A trial's `value` is the lowest validation loss it reported (what ASHA compares); `kept_loss`, for a trial that
+    trained to the end, is its kept model's loss on the whole validation split, as an Optuna trial is scored."""
 
     best_params: dict[str, Any]
     best_value: float
-    trials: list[dict[str, Any]] = field(default_factory=list)  # params, value, data_seen, status, error
+    trials: list[dict[str, Any]] = field(default_factory=list)  # params, value, data_seen, kept_loss, status, error
     results: Any = None  # ray.tune.ResultGrid: every reported metric, as Ray keeps it
 
     def __repr__(self) -> str:
@@ -330,13 +334,7 @@ def _search_ray(base, n_trials, space, seed, scheduler, address, num_cpus, stora
         chosen = HyperBandScheduler(time_attr="data_seen", max_t=max_t, reduction_factor=2, **target)
     else:
         raise ValueError(f"scheduler={scheduler!r} is not valid; choose 'asha' or 'hyperband'")
-    started_here = not ray.is_initialized()
-    if started_here:  # small and quiet: no dashboard, workers' output stays in Ray's logs
-        quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=200 * 1024 ** 2, **quiet)
+    started_here = _start_ray(address, num_cpus)
     try:
         tuner = tune.Tuner(
             tune.with_resources(_RayTrial(base, tuple(callbacks)), {"cpu": 1}),
@@ -344,7 +342,8 @@ def _search_ray(base, n_trials, space, seed, scheduler, address, num_cpus, stora
                                         search_alg=OptunaSearch(space=_SpaceOnly(space), seed=seed, **target),
                                         reuse_actors=True),  # a reused worker keeps torch and the model files loaded
             run_config=tune.RunConfig(name=study_name, storage_path=_folder(storage), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(max_failures=0),
+                                      progress_reporter=tune.CLIReporter()),  # in a notebook: no empty HTML output
         )
         with _environment(RAY_AIR_NEW_OUTPUT="0"):  # the classic reporter prints nothing at verbose=0
             grid = tuner.fit()
@@ -359,6 +358,7 @@ def _search_ray(base, n_trials, space, seed, scheduler, address, num_cpus, stora
         status = "error" if result.error else "finished" if reached >= max_t else "stopped early"
         trials.append({"params": {k: v for k, v in (result.config or {}).items()}, "status": status,
                        "value": min(losses) if losses else math.nan, "data_seen": reached,
+                       "kept_loss": (result.metrics or {}).get("kept_loss", math.nan),
                        "error": str(result.error).strip().splitlines()[-1] if result.error else None})
     done = [t for t in trials if t["status"] != "error" and math.isfinite(t["value"])]
     if not done:
@@ -366,6 +366,20 @@ def _search_ray(base, n_trials, space, seed, scheduler, address, num_cpus, stora
         raise RuntimeError(f"every Ray Tune trial failed; the first: {first}")
     best = min(done, key=lambda t: t["value"])
     return TuneResult(best_params=best["params"], best_value=best["value"], trials=trials, results=grid)
+
+
+def _start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Start a local Ray (or join `address`) unless one is running; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")  # workers' output: Ray's logs
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=200 * 1024 ** 2, **quiet)
+    return True
 
 
 @contextlib.contextmanager
@@ -412,16 +426,141 @@ class _RayTrial:
 
         class Report(Callback):
             def __init__(self):
-                self.reported = set()
+                self.reported, self.last = set(), None
 
             def on_evaluate(self, run, point):
                 step = data_seen_step(point, run.config)
-                if step not in self.reported:
-                    self.reported.add(step)
-                    tune.report({"eval_loss": _reportable(point), "eval_accuracy": point["eval_accuracy"],
-                                 "data_seen": step})
+                if step in self.reported:
+                    return
+                self.reported.add(step)
+                metrics = {"eval_loss": _reportable(point), "eval_accuracy": point["eval_accuracy"], "data_seen": step}
+                if step >= round(run.config.num_train_epochs * run.config.evals_per_epoch):
+                    self.last = metrics  # the scheduler ends a trial at its last point: held until the run has ended
+                else:
+                    tune.report(metrics)
 
-        fine_tune(self.base.replace(**params), callbacks=[Report(), *self.callbacks], keep_model=False)
+        report = Report()
+        run = fine_tune(self.base.replace(**params), callbacks=[report, *self.callbacks], keep_model=False)
+        if report.last is not None:  # with the kept model's loss (`objective_value`), as Optuna's trials score
+            tune.report({**report.last, "kept_loss": objective_value(run)})
+
+
+# --------------------------------------------------------------------------------------------- two engines, one budget
+@dataclass
+class EngineCost:
+    """One engine's search of a budget, and what it cost on this machine (one search, one sampler seed)."""
+
+    engine: str
+    best_value: float  # the best kept validation loss among the trials that trained to the end
+    finished: int  # trials that trained to the end
+    stopped_early: int  # pruned (Optuna's median rule) or stopped (Ray's ASHA) before the end
+    failed: int
+    wall_s: float  # the whole call, Ray's start and shutdown included
+    first_result_s: float  # until the first trial's first evaluation: what the engine costs before any result
+    startup_s: float  # starting the engine itself: Ray's local cluster; 0 for Optuna, which runs in this process
+    processes: int  # at the busiest moment, this process included
+    peak_memory_mb: float  # resident memory summed over those processes (shared libraries counted in each)
+
+
+def _timeline(path: str):
+    """A training callback that notes, in a file every process can append to, when each trial first evaluated and
+    how it ended (Ray's trials run in worker processes, Optuna's here). Made here: training imports torch."""
+    import json
+
+    from .training import Callback
+
+    class Timeline(Callback):
+        def on_train_begin(self, run):
+            self.evaluated = False
+
+        def on_evaluate(self, run, point):
+            if not self.evaluated:
+                self.evaluated = True
+                self.note(kind="evaluate")
+
+        def on_train_end(self, run):
+            if run.status in ("finished", "diverged"):
+                self.note(kind="end", value=objective_value(run))
+
+        def note(self, **event):
+            with open(path, "a") as file:
+                file.write(json.dumps({"t": time.time(), **event}) + "\n")
+
+    return Timeline()
+
+
+@contextlib.contextmanager
+def _peak_processes(every: float = 0.2):
+    """Sample this process and its children while the block runs; yields a dict that ends up holding the peaks."""
+    import psutil
+
+    peak, done = {"processes": 1, "memory_mb": 0.0}, threading.Event()
+
+    def sample():
+        me = psutil.Process()
+        while not done.is_set():
+            rss, count = 0, 0
+            for process in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    rss, count = rss + process.memory_info().rss, count + 1
+            peak["processes"], peak["memory_mb"] = max(peak["processes"], count), max(peak["memory_mb"], rss / 2**20)
+            done.wait(every)
+
+    sampler = threading.Thread(target=sample, daemon=True, name="lmtune-sampler")
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+
+
+def compare_engines(base: FineTuneConfig, n_trials: int, space: Callable[[Any], dict[str, Any]] = default_space,
+                    seed: int = 0, num_cpus: int | None = None, folder: str | None = None) -> list[EngineCost]:
+    """The same space and budget searched by Optuna (TPE, median pruning, in this process) and by Ray Tune (ASHA,
+    on a local Ray of `num_cpus` CPUs), one after the other; returns what each found and cost, Optuna first.
+
+    Both sample with Optuna's TPE from `seed`, so they start from the same first proposals. Both score a trial by
+    its kept model's validation loss (`objective_value`), read from the trials themselves. One call is one
+    measurement: the numbers move from call to call (machine load, seeds), so compare engines over several.
+    """
+    import json
+    import tempfile
+
+    folder = folder or tempfile.mkdtemp(prefix="lmtune-engines-")
+    costs = []
+    for engine in ("optuna", "ray"):
+        notes = Path(folder) / f"{engine}.jsonl"
+        notes.unlink(missing_ok=True)
+        started = time.time()
+        with _peak_processes() as peak:
+            startup = 0.0
+            if engine == "ray":
+                import ray
+
+                _start_ray(num_cpus=num_cpus)
+                startup = time.time() - started
+            try:
+                found = search(base, n_trials=n_trials, space=space, seed=seed, backend=engine,
+                               callbacks=[_timeline(str(notes))], num_cpus=num_cpus,
+                               storage=str(Path(folder) / "ray") if engine == "ray" else None)
+            finally:
+                if engine == "ray":
+                    ray.shutdown()
+        wall = time.time() - started
+        events = [json.loads(line) for line in notes.read_text().splitlines()] if notes.exists() else []
+        firsts = [e["t"] - started for e in events if e["kind"] == "evaluate"]
+        values = [e["value"] for e in events if e["kind"] == "end"]
+        if engine == "optuna":
+            states = [t.state.name for t in found.trials]
+            counts = (states.count("COMPLETE"), states.count("PRUNED"), states.count("FAIL"))
+        else:
+            states = [t["status"] for t in found.trials]
+            counts = (states.count("finished"), states.count("stopped early"), states.count("error"))
+        costs.append(EngineCost(engine, min(values) if values else math.nan, *counts, wall_s=wall,
+                                first_result_s=min(firsts) if firsts else math.nan, startup_s=startup,
+                                processes=peak["processes"], peak_memory_mb=peak["memory_mb"]))
+    return costs
 
 
 # --------------------------------------------------------------------------------------------- the class study
