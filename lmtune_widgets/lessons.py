@@ -342,11 +342,12 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
 
 def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_values: Iterable[Any],
                   base: FineTuneConfig | None = None, names: dict[Any, str] | None = None, title: str | None = None,
-                  draw: bool = True) -> dict[Any, dict[Any, list[Run]]]:
-    """A recorded two-knob grid, at once: the kept accuracy of every seed (a dot) against `x_field`, one line per
-    value of `line_field` (the seeds' mean, their range shaded), each line's best value starred. Combinations that
-    were not recorded are left out and named. Prints each line's best value and its range. Returns
-    {line value: {x value: runs}}."""
+                  draw: bool = True, measure=None, what: str = "kept accuracy",
+                  lower_is_better: bool = False) -> dict[Any, dict[Any, list[Run]]]:
+    """A recorded two-knob grid, at once: the kept accuracy (or `measure`, named `what`) of every seed (a dot)
+    against `x_field`, one line per value of `line_field` (the seeds' mean, their range shaded), each line's best
+    value starred. Combinations that were not recorded are left out and named. Prints each line's best value and
+    its range. Returns {line value: {x value: runs}}."""
     from matplotlib.figure import Figure
 
     from .evidence import mean_of
@@ -355,6 +356,7 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
 
     base = base or FineTuneConfig()
     names = names or {}
+    measure = measure or kept_accuracy
     grid: dict[Any, dict[Any, list[Run]]] = {}
     missing = []
     for line in line_values:
@@ -366,7 +368,8 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
                 missing.append(f"{_label(line_field, line)}, {_label(x_field, x)}")
     if missing:
         print("not recorded (left out): " + "; ".join(missing))
-    best = {line: max(cells, key=lambda x: mean_of(cells[x])) for line, cells in grid.items() if cells}
+    pick = min if lower_is_better else max
+    best = {line: pick(cells, key=lambda x: mean_of(cells[x], measure)) for line, cells in grid.items() if cells}
     if draw:
         fig = Figure(figsize=(6.4, 3.6))
         fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
@@ -375,32 +378,34 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
             if not cells:
                 continue
             colour, xs = COLOURS[i % len(COLOURS)], list(cells)
-            ax.fill_between(xs, [accuracy_range(cells[x])[0] for x in xs], [accuracy_range(cells[x])[1] for x in xs],
-                            color=colour, alpha=0.18, lw=0)
-            ax.plot(xs, [mean_of(cells[x]) for x in xs], "-", color=colour, lw=1.5,
+            ax.fill_between(xs, [accuracy_range(cells[x], measure)[0] for x in xs],
+                            [accuracy_range(cells[x], measure)[1] for x in xs], color=colour, alpha=0.18, lw=0)
+            ax.plot(xs, [mean_of(cells[x], measure) for x in xs], "-", color=colour, lw=1.5,
                     label=names.get(line, _label(line_field, line)))
             for x in xs:
-                ax.plot([x] * len(cells[x]), [kept_accuracy(r) for r in cells[x]], "o", color=colour, markersize=3)
-            ax.plot([best[line]], [mean_of(cells[best[line]])], "*", color=colour, markersize=13, markeredgecolor="black")
+                ax.plot([x] * len(cells[x]), [measure(r) for r in cells[x]], "o", color=colour, markersize=3)
+            ax.plot([best[line]], [mean_of(cells[best[line]], measure)], "*", color=colour, markersize=13,
+                    markeredgecolor="black")
         chance = next((r.meta.get("chance_accuracy") for cells in grid.values() for found in cells.values() for r in found), None)
-        if chance:
+        if chance and measure is kept_accuracy:
             ax.axhline(chance, color="grey", lw=1, ls=":")
         numeric = all(isinstance(x, (int, float)) for cells in grid.values() for x in cells)
         if numeric and x_field == "learning_rate":
             ax.set_xscale("log")
-        ax.set(xlabel=x_field.replace("_", " "), ylabel="kept accuracy (each dot a seed)")
+        ax.set(xlabel=x_field.replace("_", " "), ylabel=f"{what} (each dot a seed)")
         ax.grid(alpha=0.3)
         if any(grid.values()):
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
         else:
             ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", va="center", color="grey")
-        ax.set_title(title or f"Kept accuracy: {x_field} for each {line_field}", fontsize=10)
+        ax.set_title(title or f"{what.capitalize()}: {x_field} for each {line_field}", fontsize=10)
         show(fig)
+    fmt = (lambda x: f"{x:.1%}") if "accuracy" in what else (lambda x: f"{x:.3f}")
     for line, cells in grid.items():
         if cells:
-            low, high = accuracy_range(cells[best[line]])
-            print(f"{names.get(line, _label(line_field, line)):>22}: best at {_label(x_field, best[line])}, kept accuracy "
-                  f"{low:.1%} to {high:.1%} over {len(cells[best[line]])} seeds")
+            low, high = accuracy_range(cells[best[line]], measure)
+            print(f"{names.get(line, _label(line_field, line)):>22}: best at {_label(x_field, best[line])}, {what} "
+                  f"{fmt(low)} to {fmt(high)} over {len(cells[best[line]])} seeds")
     return grid
 
 

@@ -39,8 +39,9 @@ def test_every_recorded_value_is_a_position_the_panel_can_reach():
     for _, config in atlas.grid():
         for name, control in panel.controls.items():
             value = getattr(config, name)
-            if hasattr(control, "options"):
-                assert value in control.options, (name, value)
+            if hasattr(control, "options"):  # plain values, or (label, value) pairs
+                values = [o[1] if isinstance(o, tuple) else o for o in control.options]
+                assert value in values, (name, value)
             elif name == "learning_rate":  # a FloatLogSlider: the value reads as the readout of one of its positions
                 position = round((math.log10(value) - control.min) / control.step)
                 readout = f"{10 ** (control.min + position * control.step):{control.readout_format}}"
