@@ -611,3 +611,15 @@ def _pretraining(book):
     gap = min(kept_accuracy(r) for r in pre) - max(kept_accuracy(r) for r in scratch)
     return [expect(compare_runs(scratch, pre), "lower", f"from scratch at {scratch_lr:g} against pretrained at {pre_lr:g}"),
             (gap > 0.10, f"the worst pretrained seed beats the best from-scratch seed by {gap:.1%}")]
+
+
+@claim("07.topic_head", """On the topic task too, the head alone reading the mean of the tokens keeps a better model
+       than reading the first token, each at its own best rate, on every seed; and from frozen features alone it
+       gets more than 80% of the validation messages right, where guessing the commonest topic gets about 20%.""")
+def _topic_head(book):
+    cls_lr, cls = tuned(book, HEAD_RATES, **freezing("topic", freeze_layers=6))
+    mean_lr, mean = tuned(book, HEAD_RATES, **freezing("topic", freeze_layers=6, pooling="mean"))
+    chance = mean[0].meta["chance_accuracy"]
+    low = min(kept_accuracy(r) for r in mean)
+    return [expect(compare_runs(mean, cls), "higher", f"topic, head only: mean at {mean_lr:g} against first token at {cls_lr:g}"),
+            (low > 0.8 and chance < 0.25, f"topic, head only, mean: at least {low:.1%} (guessing the commonest topic: {chance:.1%})")]
