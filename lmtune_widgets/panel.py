@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import math
 import threading
 import traceback
 from typing import Any, Iterable
@@ -61,6 +62,16 @@ LABELS = {  # short descriptions shown next to each control
     "seed": "seed",
 }
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def slider_rate(value: float) -> float:
+    """The learning rate a slider position stands for: the browser sends 10**-3.3 = 0.000501187 for the position
+    that reads 5.0e-04; that becomes 5e-4 (two significant digits, as the readout shows), so the run is the recorded
+    5e-4 run to the last digit. A value between positions (set from code) is kept as it is."""
+    position = math.log10(value) * 10 if value > 0 else math.nan
+    if math.isfinite(position) and abs(position - round(position)) < 1e-6:
+        return float(f"{10 ** (round(position) / 10):.2g}")
+    return value
 STYLE = {"description_width": "120px"}
 LAYOUT = widgets.Layout(width="360px")
 
@@ -230,7 +241,9 @@ class TuningPanel:
         return self.base.replace(**self._values())
 
     def _values(self) -> dict[str, Any]:
-        return {name: control.value for name, control in self.controls.items()}
+        values = {name: control.value for name, control in self.controls.items()}
+        values["learning_rate"] = slider_rate(values["learning_rate"])
+        return values
 
     @_locked
     def set_config(self, config: FineTuneConfig) -> None:

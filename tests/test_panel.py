@@ -197,3 +197,17 @@ def test_papermill_notebook_ends_with_a_static_figure(tmp_path):
     last = out.cells[-1].outputs
     assert any("image/png" in o.get("data", {}) for o in last), last
     assert any("3e-4" in c.source or "0.0003" in c.source for c in out.cells if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def test_a_slider_position_is_the_rate_it_reads_so_the_defaults_are_the_recorded_run():
+    """The browser sends 10**-3.3 = 0.000501187 for the position that reads 5.0e-04: the panel's config says 5e-4,
+    the recorded defaults, exactly; a value set from code between positions is kept as it is."""
+    from lmtune_widgets import atlas
+    from lmtune_widgets.panel import slider_rate
+
+    panel = TuningPanel()
+    panel.controls["learning_rate"].value = 10 ** -3.3
+    assert panel.config.learning_rate == 5e-4 and panel.config == FineTuneConfig()
+    assert atlas.load().runs(panel.config)
+    assert [slider_rate(10 ** (p / 10)) for p in (-45, -40, -29, -20)] == [3.2e-5, 1e-4, 1.3e-3, 1e-2]
+    assert slider_rate(1.25e-4) == 1.25e-4
