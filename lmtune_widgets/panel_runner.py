@@ -40,6 +40,16 @@ def snapshot(run: Run) -> Run:
                                meta=dict(run.meta), kept=dict(run.kept), model=None, tokenizer=None)
 
 
+
+def _drain(events: queue.Queue) -> list:
+    """Everything on the queue now, oldest first, without blocking."""
+    taken = []
+    while True:
+        try:
+            taken.append(events.get_nowait())
+        except queue.Empty:
+            return taken
+
 class RunController:
     """Owns the training thread, its stop flag and the queue it hands results over on: see the module docstring."""
 
@@ -70,12 +80,7 @@ class RunController:
 
     def take(self) -> list[tuple]:
         """Every event handed over and not yet taken, oldest first (never blocks)."""
-        events = []
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                return events
+        return _drain(self._events)
 
     # ------------------------------------------------------------------ on the training thread
     def _hand_over(self, *event) -> None:
@@ -152,12 +157,7 @@ class StudyFiler:
 
     def take(self) -> list[tuple]:
         """Every outcome handed back and not yet taken, oldest first (never blocks)."""
-        events = []
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                return events
+        return _drain(self._events)
 
     # ------------------------------------------------------------------ on the filer's thread
     def _work(self) -> None:
