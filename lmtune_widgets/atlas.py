@@ -69,6 +69,17 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     # batch 128 first: the re-tuning lesson 02 needs most (its steps are fewest)
     "lr_x_batch": ({}, {"per_device_train_batch_size": (128, 8, 32), "learning_rate": (1e-4, 2e-4, 5e-4, 1e-3, 2e-3)}),
 }
+# The bundled decoder LLM (lesson 09), around its preset `llm_lora` (SmolLM2-135M, LoRA r=8 on the top 10 of 30
+# blocks, 256 messages, one epoch). Minutes a run, so recorded after everything MiniLM, in this order: the preset at
+# 5 seeds; the same top blocks trained without LoRA (their own weights), at three rates; LoRA's rank x rate (alpha
+# kept at 2 x rank, so alpha / r, the scale of the update, stays 2 as in the preset); gradient accumulation (batch 4
+# x 2 against the preset's batch 8); every weight training (full fine-tuning) at a full-weight rate.
+LLM_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
+    "unfrozen_x_lr": ({"lora_r": 0}, {"learning_rate": (3.2e-5, 1e-4, 5e-4)}),
+    "rank_x_lr": ({}, {"lora_r": (2, 8, 32), "learning_rate": (1e-4, 5e-4, 2e-3)}),
+    "accumulation": ({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, {}),
+    "full": ({"lora_r": 0, "freeze_layers": 0}, {"learning_rate": (3.2e-5,)}),
+}
 # What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
 # one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.
 FIRST_GRIDS = ("warmup_x_decay", "freeze_x_lr", "head_pooling", "from_scratch")  # then the other task's freezing
@@ -95,7 +106,7 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned: list[tuple[str, dict]] = []
     for task in TASKS:
         planned += [("defaults", {"task": task, "seed": seed}) for seed in SEEDS]
-    for preset in PRESETS:  # the MiniLM presets (an LLM preset is not part of this atlas)
+    for preset in PRESETS:  # the MiniLM presets (the LLM's comes last, with its grids)
         if PRESETS[preset].get("model_name", FineTuneConfig().model_name) == FineTuneConfig().model_name:
             planned += [("presets", {**PRESETS[preset], "seed": seed}) for seed in SEEDS]
     planned += one_knob(FIRST_KNOBS)
@@ -107,6 +118,7 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned += lesson_grids(["sentiment"])
     planned += one_knob([k for k in ONE_KNOB if k not in FIRST_KNOBS])
     planned += lesson_grids(others)
+    planned += llm_grid()
     seen, out = set(), []
     for section, changes in planned:
         config = FineTuneConfig(**changes)
@@ -114,6 +126,32 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
             seen.add(config)
             out.append((section, config))
     return out
+
+
+def llm_grid() -> list[tuple[str, dict]]:
+    """The decoder LLM's (section, changes) to record: its preset at 5 seeds, then `LLM_GRIDS` at 3."""
+    from itertools import product
+
+    from .config import PRESETS
+
+    preset = PRESETS["llm_lora"]
+    planned = [("llm: preset", {**preset, "seed": seed}) for seed in SEEDS]
+    for name, (base, axes) in LLM_GRIDS.items():
+        for values in product(*axes.values()):
+            changes = {**preset, **base, **dict(zip(axes, values))}
+            if changes["lora_r"]:
+                changes["lora_alpha"] = 2 * changes["lora_r"]
+            planned += [(f"llm: {name}", {**changes, "seed": seed}) for seed in SEEDS[:FEW_SEEDS]]
+    return planned
+
+
+def cost(config: FineTuneConfig) -> float:
+    """A rough forecast of a run's seconds (`training.estimate_seconds`), for progress bars and picking cheap runs."""
+    from .models import is_causal_lm
+    from .training import estimate_seconds
+
+    layers = 30 if is_causal_lm(config.model_name) else 6  # SmolLM2-135M's blocks, MiniLM's layers
+    return estimate_seconds(config, config.max_train_samples, config.max_eval_samples, layers)
 
 
 # ------------------------------------------------------------------------------------------------ the store
@@ -292,9 +330,10 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     import torch
     from tqdm.auto import tqdm
 
-    from .training import estimate_seconds, fine_tune
+    from .training import fine_tune
 
     index, count = shard
+    sections = tuple(sections) if sections is not None else None
     if not 1 <= index <= count:
         raise ValueError(f"shard={index}/{count} is not valid: expected i/n with 1 <= i <= n")
     torch.set_num_threads(threads)  # part of what a recorded run is: kept fixed, and written in its meta
@@ -310,12 +349,14 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     sections_order, groups = {}, {}
     todo.sort(key=lambda sc: (sections_order.setdefault((sc[0], sc[1].task), len(sections_order)),
                               groups.setdefault(_prefix_key(sc[1], torch.device(device)), len(groups))))
-    cost = [estimate_seconds(c, c.max_train_samples, c.max_eval_samples, 6) for _, c in todo]
-    path = folder / f"{device}-shard{index}of{count}.jsonl"
-    bar = tqdm(total=round(sum(cost)), unit="work", disable=quiet, file=sys.stderr,
+    costs = [cost(c) for _, c in todo]
+    # recorders that take different sections at once write to files of their own
+    tag = "".join(f"-{s.split(':')[0].strip().replace(' ', '_')}" for s in sections or ())
+    path = folder / f"{device}-shard{index}of{count}{tag}.jsonl"
+    bar = tqdm(total=round(sum(costs)), unit="work", disable=quiet, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
     recorded = 0
-    for (section, config), seconds in zip(todo, cost):
+    for (section, config), seconds in zip(todo, costs):
         bar.set_postfix_str(f"{section} {config.changes()}"[:80])
         try:
             run = fine_tune(config, keep_model=False, thorough=True)
@@ -346,7 +387,7 @@ def difference(recorded: Run, rerun: Run) -> float:
         return math.inf
     pairs = [(a.get(k), b.get(k)) for a, b in zip(recorded.history, rerun.history) for k in a if k != "elapsed_s"]
     pairs += list(zip(recorded.train_losses, rerun.train_losses))
-    pairs += [(recorded.kept.get(k), rerun.kept.get(k)) for k in ("validation_loss", "validation_accuracy", "similarity")]
+    pairs += [(recorded.kept.get(k), rerun.kept.get(k)) for k in ("validation_loss", "validation_accuracy", "similarity", "lm_loss")]
     worst = 0.0
     for a, b in pairs:
         if a is None and b is None:
@@ -364,7 +405,7 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
     number. True when each matches within the tolerance for where it runs."""
     import torch
 
-    from .training import _processor, estimate_seconds, fine_tune
+    from .training import _processor, fine_tune
 
     book = book or load()
     configs = book.configs()
@@ -372,7 +413,7 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
         print("the atlas has no recorded runs for this device", file=out)
         return False
     if cheapest:
-        configs.sort(key=lambda c: estimate_seconds(c, c.max_train_samples, c.max_eval_samples, 6))
+        configs.sort(key=cost)
         chosen = configs[:sample]
     else:
         chosen = random.Random(seed).sample(configs, min(sample, len(configs)))

@@ -61,6 +61,7 @@ from .training import (
     by_length,
     check_fits,
     machine_facts,
+    measured_before,
     pad_batch,
     pick_device,
     pick_precision,
@@ -372,6 +373,8 @@ def prepare_instruction_tuning(config: FineTuneConfig, lr_lambda=None, thorough:
     dtype = pick_precision(device.type)
     autocast = autocast_for(device, dtype)
     run = Run(config=config, label_names=label_names, status="running", meta=machine_facts(device, dtype))
+    if thorough:  # before any change to the weights: the untouched model's loss on everyday text
+        run.meta["lm_loss_before"] = measured_before(config, model, tokenizer, device)
     if config.lora_r > 0:
         model = add_lora(model, config, num_layers)
     else:

@@ -3,6 +3,7 @@
     from lmtune_widgets.measures import sentence_similarity, errors_by_phenomenon, spearman
     sentence_similarity(model, tokenizer)     # 0.8x for the pretrained MiniLM; lower once it forgets
     errors_by_phenomenon([1, 0], [1, 1], ["plain", "sarcasm"])   # {"plain": [0, 1], "sarcasm": [1, 1]}
+    general_text_loss(lm, tokenizer)          # a decoder LLM's next-token loss on everyday text; higher once it forgets
 
 **Forgetting.** MiniLM (all-MiniLM-L6-v2) was pretrained to place sentences of similar meaning close together.
 Fine-tuning it for sentiment can wear that ability away. `sentence_similarity` measures it: the Spearman rank
@@ -11,6 +12,12 @@ correlation between the cosine similarity of the model's mean-pooled sentence em
 pooling as the model's pretraining (mean over the tokens), so the untouched model is measured as it was trained.
 Forgetting = the score before fine-tuning minus the score after. A model whose encoder is fully frozen
 (`freeze_layers` = all, head only) forgets nothing by construction.
+
+A decoder LLM has no sentence embeddings to compare; what it was pretrained for is predicting the next word of
+ordinary text. `general_text_loss` measures that: its mean next-token loss (nats per token; lower is better) on the
+104 distinct sentences of the same pairs file, as plain text: everyday English, most of it about anything but
+the task (cats, guitars, weather), some about orders and service. Forgetting is then the loss after
+fine-tuning minus the loss before. Adapters that leave the model's language alone leave this number where it was.
 """
 from __future__ import annotations
 
@@ -76,6 +83,33 @@ def sentence_similarity(model, tokenizer, device=None) -> float:
     b = sentence_embeddings(model, tokenizer, second, device)
     cosine = torch.nn.functional.cosine_similarity(a, b).tolist()
     return spearman(cosine, scores)
+
+
+@lru_cache(maxsize=1)
+def general_sentences() -> tuple[str, ...]:
+    """The distinct sentences of the similarity pairs, in file order (104): everyday English."""
+    first, second, _ = similarity_pairs()
+    return tuple(dict.fromkeys(first + second))
+
+
+@torch.inference_mode()
+def general_text_loss(model, tokenizer, device=None, batch_size: int = 32) -> float:
+    """A causal LM's mean next-token loss (nats per token) on `general_sentences()`, as plain text (no prompt)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    texts = list(general_sentences())
+    total, tokens = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        inputs = tokenizer(texts[start:start + batch_size], padding=True, return_tensors="pt").to(device)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, vocab)
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # each next token's
+        real = mask[:, 1:].bool()  # padding is neither predicted nor counted
+        total -= logprobs[real].sum().item()
+        tokens += int(real.sum())
+    model.train(was_training)
+    return total / tokens
 
 
 def errors_by_phenomenon(predicted: list[int], labels: list[int], phenomena: list) -> dict[str, list[int]]:

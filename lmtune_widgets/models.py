@@ -244,9 +244,16 @@ def tiny_config(architecture: str, num_labels: int = 2):
 
 @lru_cache(maxsize=4)
 def model_skeleton(name: str, num_labels: int) -> nn.Module:
-    """The model's structure without its weights (on the meta device): for counting, instantly."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """The model's structure without its weights (on the meta device): for counting, instantly. A decoder LLM
+    keeps its language-model head (it answers in words); an encoder gets a classification head of `num_labels`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    if is_causal_lm(name):
+        from .llm import model_path  # llm.py builds on this module
+
+        config = _load(AutoConfig.from_pretrained, model_path(name), name)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
     config = _load(AutoConfig.from_pretrained, resolve_model_path(name), name)
     config.num_labels = num_labels
     if config.pad_token_id is None:
@@ -255,8 +262,19 @@ def model_skeleton(name: str, num_labels: int) -> nn.Module:
         return AutoModelForSequenceClassification.from_config(config)
 
 
-def plan_parameters(name: str, num_labels: int, freeze_layers: int) -> list[tuple[str, int, int]]:
-    """`parameters_by_layer` for a model frozen as `freeze_layers` says, without loading weights."""
+def plan_parameters(name: str, num_labels: int, freeze_layers: int, lora_r: int = 0,
+                    lora_target_modules: tuple = ()) -> list[tuple[str, int, int]]:
+    """`parameters_by_layer` for a model frozen as `freeze_layers` says, without loading weights. With LoRA
+    (`lora_r` > 0) every pretrained weight is frozen and each targeted linear layer above `freeze_layers` gains
+    A (r x in) and B (out x r): r x (in + out) trainable weights, which peft adds to the total too."""
     skeleton = model_skeleton(name, num_labels)
-    freeze_bottom(skeleton, min(freeze_layers, len(transformer_layers(skeleton))))
-    return parameters_by_layer(skeleton)
+    layers = transformer_layers(skeleton)
+    freeze_bottom(skeleton, min(freeze_layers, len(layers)))
+    rows = parameters_by_layer(skeleton)
+    if lora_r <= 0:
+        return rows
+    adapters = [sum(lora_r * (m.in_features + m.out_features) for path, m in layer.named_modules()
+                    if isinstance(m, nn.Linear) and path.split(".")[-1] in lora_target_modules)
+                if i >= freeze_layers else 0 for i, layer in enumerate(layers)]
+    return [(part, adapters[i - 1], total + adapters[i - 1]) if 1 <= i <= len(layers) else (part, 0, total)
+            for i, (part, _, total) in enumerate(rows)]

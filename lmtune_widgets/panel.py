@@ -58,10 +58,20 @@ LABELS = {  # short descriptions shown next to each control
     "max_train_samples": "training samples",
     "label_noise": "label noise",
     "early_stopping_patience": "early stop after",
+    "gradient_accumulation_steps": "accumulate batches",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
     "task": "task",
     "seed": "seed",
 }
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+ACCUMULATION_STEPS = [1, 2, 4, 8, 16]
+LORA_RANKS = [0, 1, 2, 4, 8, 16, 32, 64]  # 0: no LoRA
+LORA_ALPHAS = [1, 2, 4, 8, 16, 32, 64, 128]
+# Controls that apply to one kind of model only: disabled (with the reason as their tooltip) for the other kind.
+LLM_ONLY = {"lora_r": "LoRA adapters are for the decoder LLM (preset llm_lora); MiniLM trains what freeze_layers leaves.",
+            "lora_alpha": "LoRA adapters are for the decoder LLM (preset llm_lora)."}
+ENCODER_ONLY = {"pooling": "A decoder LLM answers in words: it has no classification head to read tokens."}
 
 
 def slider_rate(value: float) -> float:
@@ -109,6 +119,9 @@ class TuningPanel:
         diverged runs as COMPLETE (a diverged run scores `search.DIVERGED_VALUE`, as in a search), a stopped run
         as PRUNED with its evaluation points; a failed run is not filed. config_overrides: FineTuneConfig fields."""
         self.state = PanelState(FineTuneConfig(**config_overrides))
+        from .models import is_causal_lm
+
+        self._encoder = FineTuneConfig().model_name if is_causal_lm(self.base.model_name) else self.base.model_name
         self.vary = None if vary is None else tuple(vary)
         self.errors: list[str] = []
         self.recorded: list[Run] = []  # the atlas's runs of the current settings (all seeds); [] if not recorded
@@ -224,16 +237,31 @@ class TuningPanel:
                                                    max=num_train, step=16, **common),
             "label_noise": widgets.FloatSlider(value=b.label_noise, min=0, max=0.5, step=0.05, **common),
             "early_stopping_patience": widgets.IntSlider(value=b.early_stopping_patience, min=0, max=10, **common),
+            "gradient_accumulation_steps": widgets.SelectionSlider(
+                options=sorted(set(ACCUMULATION_STEPS) | {b.gradient_accumulation_steps}),
+                value=b.gradient_accumulation_steps, **common),
+            "lora_r": widgets.SelectionSlider(options=sorted(set(LORA_RANKS) | {b.lora_r}), value=b.lora_r, **common),
+            "lora_alpha": widgets.SelectionSlider(options=sorted(set(LORA_ALPHAS) | {b.lora_alpha}), value=b.lora_alpha,
+                                                  **common),
             "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT,
                                      disabled=b.dataset is not None),
             "seed": widgets.BoundedIntText(value=b.seed, min=0, max=2**31 - 1, style=STYLE, layout=LAYOUT),
         }
         for name, control in controls.items():
             control.description = LABELS[name]
-            control.tooltip = describe(name)
-            if self.vary is not None and name not in self.vary:
-                control.disabled = True
+        self._enable_for_model(controls)
         return controls
+
+    def _enable_for_model(self, controls: dict[str, widgets.Widget]) -> None:
+        """Enable the controls a learner may change for the base model; the others say why they are off."""
+        from .models import is_causal_lm
+
+        llm = is_causal_lm(self.base.model_name)
+        for name, control in controls.items():
+            why = LLM_ONLY.get(name) if not llm else ENCODER_ONLY.get(name)
+            control.tooltip = why or describe(name)
+            control.disabled = bool(why) or (self.vary is not None and name not in self.vary)
+        controls["freeze_layers"].max = self.state.num_layers()
 
     @property
     def config(self) -> FineTuneConfig:
@@ -250,6 +278,10 @@ class TuningPanel:
         """Move the controls to `config` (settings without a control must match the panel's base)."""
         self._setting = True
         try:
+            fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
+            if fixed["model_name"] != self.base.model_name:  # another model: other layers, other controls
+                self.base = self.base.replace(**fixed)
+                self._enable_for_model(self.controls)
             for name, control in self.controls.items():
                 value = getattr(config, name)
                 if isinstance(control, widgets.SelectionSlider) and value not in control.options:
@@ -257,7 +289,6 @@ class TuningPanel:
                 if isinstance(control, widgets.IntSlider) and name == "max_train_samples":
                     value = min(value, control.max)
                 control.value = value
-            fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
             self.base = self.base.replace(**fixed)
         finally:
             self._setting = False
@@ -266,9 +297,13 @@ class TuningPanel:
     # ------------------------------------------------------------------ observers: light work only
     @_locked
     def _on_preset(self, change) -> None:
+        """A preset sets every control; one that names a model (llm_lora) switches to it, and the others go back
+        to the encoder the panel was made with (MiniLM unless another was given)."""
         if change["new"] in PRESETS:
-            self.set_config(FineTuneConfig.from_preset(change["new"], **{
-                k: v for k, v in self.base.to_dict().items() if k in ("model_name", "dataset", "device")}))
+            keep = {k: v for k, v in self.base.to_dict().items() if k in ("dataset", "device")}
+            if "model_name" not in PRESETS[change["new"]]:
+                keep["model_name"] = self._encoder
+            self.set_config(FineTuneConfig.from_preset(change["new"], **keep))
 
     @_locked
     def _on_change(self, change=None) -> None:
@@ -294,7 +329,7 @@ class TuningPanel:
         self.share_text.value = config.to_share_string()
         self.plan_html.value = (
             f"<b>Trainable parameters:</b> {plan.trainable / 1e6:.2f} M of {plan.total / 1e6:.1f} M "
-            f"({plan.trainable / plan.total:.0%})"
+            f"({_percent(plan.trainable / plan.total)})"
             f"<br><b>Training examples:</b> {plan.num_train} &nbsp; <b>optimizer steps:</b> {plan.steps}"
             f"<br><b>Estimated time:</b> {_duration(plan.seconds)} of training on this machine")
         title = f"{config.lr_scheduler_type}: {plan.steps} steps, {plan.warmup} warmup"  # fits the 4.4 in picture
@@ -309,8 +344,9 @@ class TuningPanel:
         """Draw the atlas's seed band for these settings at once, without training (when they were recorded)."""
         self.recorded = plan.recorded
         if plan.recorded:
-            self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {len(plan.recorded)} "
-                                        "seeds (the band spans them). Press Run to train live and see where yours "
+            seeds = f"{len(plan.recorded)} seed{'s' * (len(plan.recorded) != 1)}"
+            self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {seeds} "
+                                        "(the band spans them). Press Run to train live and see where yours "
                                         "lands.")
             if redraw:
                 self._curves.show_bands(plan.recorded, "recorded",
@@ -571,6 +607,11 @@ def _study_line(filer: StudyFiler | None) -> str:
         where = "?"
     return (f"<div><b>Class study:</b> every run that ends is filed in study {html.escape(repr(filer.study_name), quote=False)} at "
             f"{html.escape(where, quote=False)} as {html.escape(filer.learner, quote=False)}.</div>")
+
+
+def _percent(share: float) -> str:
+    """0.0023 -> '0.23%' (LoRA's share), 0.16 -> '16%'."""
+    return f"{share:.2%}" if 0 < share < 0.01 else f"{share:.0%}"
 
 
 def _duration(seconds: float) -> str:

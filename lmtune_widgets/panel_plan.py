@@ -82,7 +82,8 @@ class PanelState:
         except ValueError as error:
             return Plan(None, error=str(error))
         with PLANNING_LOCK:
-            rows = plan_parameters(config.model_name, num_labels, config.freeze_layers)
+            rows = plan_parameters(config.model_name, num_labels, config.freeze_layers, config.lora_r,
+                                   config.lora_target_modules)
         plan = Plan(config, trainable=sum(r[1] for r in rows), total=sum(r[2] for r in rows), num_train=num_train,
                     rates=planned_learning_rates(config, num_train),
                     seconds=estimate_seconds(config, num_train, num_eval, self.num_layers(),

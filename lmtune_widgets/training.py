@@ -44,6 +44,7 @@ from .runs import Run
 DIVERGENCE_FACTOR = 3.0  # recent train loss above this x the first loss means the run blew up
 EVAL_BATCH_SIZE = 128
 TRAIN_EVAL_SAMPLES = 256  # the fixed training subsample scored in eval mode (step 0, and `thorough` runs)
+LLM_TRAIN_EVAL_SAMPLES = 64  # the same for a decoder LLM
 NO_DECAY = re.compile(r"bias|layernorm|rmsnorm|(?:^|\.)norm(?:$|\.)|_norm(?:$|\.)")
 
 
@@ -381,6 +382,10 @@ def clear_caches() -> None:
 
 def check_fits(config: FineTuneConfig, num_train: int, num_layers: int) -> None:
     """The checks that need the model and the data: raise the same ValueError the run would."""
+    if config.lora_r > 0 and not is_causal_lm(config.model_name):
+        raise ValueError(f"lora_r={config.lora_r} applies to decoder LLMs (model_name='smollm2', or a hub causal LM); "
+                         f"{config.model_name} is fine-tuned with a classification head, where freeze_layers "
+                         "chooses what trains: allowed lora_r=0")
     if config.freeze_layers > num_layers:
         raise ValueError(f"freeze_layers={config.freeze_layers} is out of range: allowed from 0 to {num_layers} "
                          f"({config.model_name} has {num_layers} layers)")
@@ -392,6 +397,7 @@ def check_fits(config: FineTuneConfig, num_train: int, num_layers: int) -> None:
 # Seconds per example per trainable layer for one forward pass, measured on a 2-core CPU with MiniLM
 # (about 1.3 ms); the panel refines it from the runs it has seen.
 SECONDS_PER_EXAMPLE_LAYER = 1.3e-3
+LLM_WORK_FACTOR = 8  # a SmolLM2 block on a prompted message (~60 tokens, ~2x wider) costs ~8x a MiniLM layer
 
 
 def estimate_seconds(config: FineTuneConfig, num_train: int, num_eval: int, num_layers: int,
@@ -404,6 +410,8 @@ def estimate_seconds(config: FineTuneConfig, num_train: int, num_eval: int, num_
     work = 3 * examples_trained * trainable_layers + evaluations * num_eval * trainable_layers
     if config.freeze_layers == 0:
         work += 40 * total  # AdamW on the 12M word embeddings, every step
+    if is_causal_lm(config.model_name):
+        work *= LLM_WORK_FACTOR
     return work * seconds_per_example_layer
 
 
@@ -463,7 +471,7 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     autocast = autocast_for(device, dtype)
     run = Run(config=config, label_names=list(splits.label_names), status="running", meta=machine_facts(device, dtype))
     if thorough:  # before any change to the weights: what the pretrained model knows
-        run.meta["similarity_before"] = _pretrained_similarity(config, model, tokenizer, device)
+        run.meta["similarity_before"] = measured_before(config, model, tokenizer, device)
     freeze_bottom(model, config.freeze_layers)
     model.to(device)
 
@@ -536,8 +544,9 @@ def evaluate(job: Job, ids: list[list[int]], labels: list[int], states: list | N
 
 
 def _train_subsample_loss(job: Job) -> float:
-    """The loss on the first `TRAIN_EVAL_SAMPLES` training examples (their labels as trained), in eval mode."""
-    n = min(len(job.train["label"]), TRAIN_EVAL_SAMPLES)
+    """The loss on the first `TRAIN_EVAL_SAMPLES` training examples (their labels as trained), in eval mode; for
+    a decoder LLM, whose every message costs ~50x MiniLM's work, on the first `LLM_TRAIN_EVAL_SAMPLES`."""
+    n = min(len(job.train["label"]), TRAIN_EVAL_SAMPLES if job.objective is None else LLM_TRAIN_EVAL_SAMPLES)
     states = job.train_states[:n] if job.prefix is not None else None
     return evaluate(job, job.train["input_ids"][:n], job.train["label"][:n], states)[0]
 
@@ -646,10 +655,13 @@ def finish(job: Job, keep_model: bool) -> None:
         if job.prefix is not None:
             job.prefix.remove()
         job.model.eval()
-    if job.thorough and run.status != "failed" and job.objective is None:  # sentence similarity needs an encoder
-        from .measures import sentence_similarity
+    if job.thorough and run.status != "failed":  # what the kept model still knows (measures.py)
+        from .measures import general_text_loss, sentence_similarity
 
-        run.kept["similarity"] = sentence_similarity(job.model, job.tokenizer, job.device)
+        if job.objective is None:  # an encoder: its sentence similarity
+            run.kept["similarity"] = sentence_similarity(job.model, job.tokenizer, job.device)
+        else:  # a decoder LLM: its next-token loss on everyday text
+            run.kept["lm_loss"] = general_text_loss(job.model, job.tokenizer, job.device)
     run.meta["finish_s"] = time.perf_counter() - t
     run.meta["first_train_loss"] = run.history[0]["train_loss"] if run.history else None  # where the curve starts
     if keep_model:
@@ -680,7 +692,9 @@ def fine_tune(config: FineTuneConfig | None = None, callbacks: Iterable = (), st
     the curves keep less memory alive); `run.predict` then explains that they are gone. `lr_lambda(step)`
     replaces the schedule with learning_rate x lr_lambda(step) (the learning-rate finder uses it).
     `thorough=True` also measures, as recorded runs do, the training loss in eval mode at every point
-    (`train_eval_loss`) and the kept model's sentence similarity (`run.kept["similarity"]`: what it forgot).
+    (`train_eval_loss`) and what the kept model forgot: an encoder's sentence similarity (`run.kept["similarity"]`,
+    against `run.meta["similarity_before"]`), a decoder LLM's next-token loss on everyday text (`run.kept["lm_loss"]`,
+    against `run.meta["lm_loss_before"]`).
 
     A run that raises keeps what it had: its status is "failed" (or "stopped" on Ctrl-C), `run.error` says
     why, the callbacks' `on_train_end` still runs, and the exception carries the run as `error.run`.
@@ -737,14 +751,17 @@ def _processor(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-_SIMILARITY_BEFORE: dict[tuple, float] = {}
+_MEASURED_BEFORE: dict[tuple, float] = {}
 
 
-def _pretrained_similarity(config: FineTuneConfig, model, tokenizer, device) -> float:
-    """The untouched model's sentence similarity, measured once per model in a process."""
-    from .measures import sentence_similarity
+def measured_before(config: FineTuneConfig, model, tokenizer, device) -> float:
+    """What the untouched model knows, measured once per model in a process: an encoder's sentence similarity, a
+    decoder LLM's next-token loss on everyday text (measures.py)."""
+    from .measures import general_text_loss, sentence_similarity
 
-    key = (config.model_name, config.from_scratch, config.seed if config.from_scratch else None, str(device))
-    if key not in _SIMILARITY_BEFORE:
-        _SIMILARITY_BEFORE[key] = sentence_similarity(model.to(device), tokenizer, device)
-    return _SIMILARITY_BEFORE[key]
+    measure = general_text_loss if is_causal_lm(config.model_name) else sentence_similarity
+    key = (measure.__name__, config.model_name, config.from_scratch, config.seed if config.from_scratch else None,
+           str(device))
+    if key not in _MEASURED_BEFORE:
+        _MEASURED_BEFORE[key] = measure(model.to(device), tokenizer, device)
+    return _MEASURED_BEFORE[key]

