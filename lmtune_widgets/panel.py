@@ -17,9 +17,9 @@ Three parts, one job each:
   hands back one line per outcome; a database that does not answer never holds up training or the widgets.
 - `TuningPanel` (here): the widgets, and the one place that changes them. Every widget update, every picture and
   all planning happen in its methods under one lock (`_lock`): the controls' observers, `run()`, and
-  `_show_handed_over()`, which shows what the training thread handed over. In a notebook that runs on the
-  kernel's own thread (scheduled on its event loop, between widget messages); without a kernel (tests, scripts)
-  on a small pump thread; `wait()` shows the end of a run itself.
+  `_show_handed_over()`, which shows what the training thread handed over. That runs on a small pump thread, woken
+  at each hand-over, so the curves keep growing while another cell runs (ipywidgets sends widget updates from any
+  thread); `wait()` shows the end of a run itself.
 
 The state is the source of truth; observers only update labels, the plan and enabled flags; training starts only
 from `run()`, which the Run button calls. Pictures are PNGs set on `ipywidgets.Image` widgets, which every front
@@ -28,7 +28,6 @@ end (JupyterLab, Notebook 7, Colab, VS Code, Voila) shows; each is one matplotli
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import html
 import math
@@ -130,10 +129,6 @@ class TuningPanel:
         self._setting = False  # set_config moves many controls: plan once, at the end
         self._pump: threading.Thread | None = None
         self._handed_over = threading.Event()
-        try:  # in a kernel: what the training thread hands over is shown on the kernel's thread
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop (tests, scripts): a pump thread shows it
-            self._loop = None
         self._runner = RunController(notify=self._notify)
         self._filer = None if storage is None else StudyFiler(storage, study_name, learner or _login_name(),
                                                               notify=self._notify)
@@ -382,7 +377,7 @@ class TuningPanel:
         self.verdict_html.value = "<i>training ...</i>"
         self.log_html.value = ""
         self._runner.start(config)
-        if self._loop is None and self._pump is None:
+        if self._pump is None:
             self._pump = threading.Thread(target=self._pump_until_shown, daemon=True, name="lmtune-panel")
             self._pump.start()
         return True
@@ -406,14 +401,12 @@ class TuningPanel:
         return StaticFigure(self.curves_image.value) if self.curves_image.value else None
 
     def _notify(self) -> None:
-        """Called on the training thread after each hand-over: schedule the showing, never show anything here."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._show_handed_over)
-        else:
-            self._handed_over.set()
+        """Called on the training thread after each hand-over: wake the pump, never show anything here."""
+        self._handed_over.set()
 
     def _pump_until_shown(self) -> None:
-        """Without a kernel's event loop: show what is handed over until the run's end is shown."""
+        """Show what is handed over until the run's end is shown. A thread of its own, not the kernel's event loop:
+        the curves keep growing while the learner runs another cell (the kernel's thread is busy then)."""
         while True:
             self._handed_over.wait(0.25)
             self._handed_over.clear()

@@ -183,3 +183,29 @@ def test_the_pictures_ignore_the_learners_style_and_match_plotting(ggplot):
     reference.axes[0].title.set_fontsize(10)
     assert np.array_equal(_pixels(schedule.png()), _pixels(to_png(reference)))
     assert dict(matplotlib.rcParams) == ggplot
+
+
+def test_the_curves_keep_growing_while_another_cell_holds_the_kernel(monkeypatch, recorded_defaults):
+    """In a notebook the panel lives in the kernel's event loop, and a cell that runs holds that loop. The run's
+    pictures must still arrive meanwhile: the panel shows them from its own pump thread, not the loop."""
+    import asyncio
+
+    from lmtune_widgets import training
+
+    monkeypatch.setattr(training, "fine_tune", replay(recorded_defaults[0], seconds_per_point=0.1))
+    seen = []
+
+    async def notebook():
+        panel = TuningPanel()  # made inside a running event loop, as in a kernel
+        empty = panel.curves_image.value
+        assert panel.run()
+        deadline = time.time() + 20
+        while panel.running and time.time() < deadline:  # "another cell": the loop is blocked all along
+            seen.append((panel.progress_bar.value, panel.curves_image.value != empty))
+            time.sleep(0.05)
+        return panel
+
+    panel = asyncio.run(notebook())
+    assert not panel.running and panel.runs and panel.runs[0].status == "finished"
+    assert len({progress for progress, _ in seen}) >= 5  # the progress moved while the loop was held
+    assert any(changed for _, changed in seen)
