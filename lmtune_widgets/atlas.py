@@ -72,8 +72,9 @@ LESSON_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
 # The bundled decoder LLM (lesson 09), around its preset `llm_lora` (SmolLM2-135M, LoRA r=8 on the top 10 of 30
 # blocks, 256 messages, one epoch). Minutes a run, so recorded after everything MiniLM, in this order: the preset at
 # 5 seeds; the same top blocks trained without LoRA (their own weights), at three rates; LoRA's rank x rate (alpha
-# kept at 2 x rank, so alpha / r, the scale of the update, stays 2 as in the preset); gradient accumulation (batch 4
-# x 2 against the preset's batch 8); every weight training (full fine-tuning) at a full-weight rate.
+# kept at the preset's 16, as the LoRA paper keeps it while changing r: the update is scaled by alpha / r); gradient
+# accumulation (batch 4 x 2 against the preset's batch 8); every weight training (full fine-tuning) at a full-weight
+# rate.
 LLM_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "unfrozen_x_lr": ({"lora_r": 0}, {"learning_rate": (3.2e-5, 1e-4, 5e-4)}),
     "rank_x_lr": ({}, {"lora_r": (2, 8, 32), "learning_rate": (1e-4, 5e-4, 2e-3)}),
@@ -139,8 +140,6 @@ def llm_grid() -> list[tuple[str, dict]]:
     for name, (base, axes) in LLM_GRIDS.items():
         for values in product(*axes.values()):
             changes = {**preset, **base, **dict(zip(axes, values))}
-            if changes["lora_r"]:
-                changes["lora_alpha"] = 2 * changes["lora_r"]
             planned += [(f"llm: {name}", {**changes, "seed": seed}) for seed in SEEDS[:FEW_SEEDS]]
     return planned
 

@@ -37,9 +37,9 @@ def test_the_llm_grid_sits_around_its_preset_and_costs_more_than_any_minilm_run(
     preset = FineTuneConfig.from_preset("llm_lora")
     assert {c.seed for s, c in planned if s == "llm: preset" and c.replace(seed=42) == preset} == set(atlas.SEEDS)
     assert {s for s, _ in planned} == {"llm: preset", *(f"llm: {name}" for name in atlas.LLM_GRIDS)}
-    for _, config in planned:  # only the knobs of its section differ from the preset, and LoRA's scale stays 2
+    for _, config in planned:  # the LLM's own data and alpha: only the knobs of its section differ from the preset
         assert config.model_name == "smollm2" and config.max_train_samples == preset.max_train_samples
-        assert config.lora_r == 0 or config.lora_alpha == 2 * config.lora_r
+        assert config.lora_alpha == preset.lora_alpha
     minilm = [c for s, c in atlas.grid() if not s.startswith("llm")]
     assert min(atlas.cost(c) for _, c in planned) > sorted(atlas.cost(c) for c in minilm)[1]  # verify's two cheapest are MiniLM's
 
