@@ -46,6 +46,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from . import feature_cache
 from .config import FineTuneConfig
 from .data import flip_labels, load_splits
 from .models import _load, _set_dropout_modules, count_parameters, freeze_bottom, set_dropout, transformer_layers
@@ -415,16 +416,26 @@ def prepare_instruction_tuning(config: FineTuneConfig, lr_lambda=None, thorough:
     if prefix is not None:  # the answers are part of the inputs, so the labels (and their noise) are in the key
         key = (*_prefix_key(config, device), "instruction", config.label_noise,
                config.seed if config.label_noise else None)
-        cached = _cached_prefix(key)
-        if cached is None:
-            pad_id = tokenizer.pad_token_id
+        cached, run.meta["features_from"] = _cached_prefix(key), "memory"
+        if cached is None:  # then the disk, where an earlier process may have left them (feature_cache.py)
             nested = not instructions.single_token
             flat = [seq for x in validation["input_ids"] for seq in (x if nested else [x])]
-            states = prefix.compute(flat, pad_id, device, autocast)
-            if nested:
+            parts = [flat, train["input_ids"]]
+            disk_name = feature_cache.entry_name(key, model_path(config.model_name), parts, str(dtype))
+            found = feature_cache.load(disk_name, device, parts)
+            if found is not None:
+                run.meta["features_from"] = "disk"
+            else:  # the evaluated messages first, as always: their numbers never depend on the rest
+                pad_id = tokenizer.pad_token_id
+                found = (prefix.compute(flat, pad_id, device, autocast),
+                         prefix.compute(train["input_ids"], pad_id, device, autocast), prefix.returns_tuple)
+                feature_cache.save(disk_name, found)
+                run.meta["features_from"] = "computed"
+            states, train_states, returns_tuple = found
+            if nested:  # one state per candidate answer of each message
                 k = len(label_names)
                 states = [states[i * k:(i + 1) * k] for i in range(num_eval)]
-            cached = (prefix.compute(train["input_ids"], pad_id, device, autocast), states, prefix.returns_tuple)
+            cached = (train_states, states, returns_tuple)
             _store_prefix(key, cached)
         train_states, validation_states, prefix.returns_tuple = cached
         prefix.install()

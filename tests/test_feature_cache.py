@@ -146,3 +146,18 @@ def test_switched_off_or_unwritable_is_never_an_error(cache_folder, tmp_path, mo
     monkeypatch.setenv("LMTUNE_CACHE", str(blocker))
     assert feature_cache.save(name, (*_states(parts), False)) is False
     assert feature_cache.load(name, torch.device("cpu"), parts) is None
+
+
+def test_an_llm_run_with_features_from_disk_is_the_same_run(tmp_path, monkeypatch):
+    """The decoder LLM's frozen blocks are kept on disk too (the dequantised model stays where it is)."""
+    from lmtune_widgets.llm import QUICK_SETTINGS
+
+    monkeypatch.delenv("LMTUNE_CACHE")  # the bundled LLM's dequantised copy: the learner's own cache
+    monkeypatch.setattr(feature_cache, "folder", lambda: tmp_path / "llm-features")
+    config = FineTuneConfig.from_preset("llm_lora", **QUICK_SETTINGS)
+    computed = fine_tune(config, keep_model=False)
+    assert computed.meta["features_from"] == "computed" and len(list((tmp_path / "llm-features").glob("*"))) == 1
+    clear_caches()  # as in a new process
+    from_disk = fine_tune(config, keep_model=False)
+    assert from_disk.meta["features_from"] == "disk"
+    assert numbers(from_disk) == numbers(computed)
