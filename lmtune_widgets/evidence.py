@@ -665,3 +665,28 @@ def _closer_task(book):
     out.append((gaps["topic"] < gaps["sentiment"] / 2,
                 f"gap to training the top 2 layers: sentiment {gaps['sentiment']:.1%}, topic {gaps['topic']:.1%}"))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ 09 LLMs and LoRA
+LLM_RATES = (1e-4, 5e-4, 2e-3)  # LoRA's recorded rates
+UNFROZEN_RATES = (3.2e-5, 1e-4, 5e-4)  # the top blocks' own weights: full-weight rates
+LORA_RANKS = (2, 8, 32)
+
+
+def llm(**changes: Any) -> dict[str, Any]:
+    """The settings of the LLM's preset (`llm_lora`) with `changes`."""
+    from .config import PRESETS
+
+    return {**PRESETS["llm_lora"], **changes}
+
+
+def forgetting(run: Run) -> float:
+    """What a decoder LLM forgot: its next-token loss on everyday text after fine-tuning minus before (nats per
+    token; above 0 is forgetting, below 0 it predicts everyday text better than before)."""
+    after, before = run.kept.get("lm_loss"), run.meta.get("lm_loss_before")
+    return after - before if isinstance(after, (int, float)) and isinstance(before, (int, float)) else math.nan
+
+
+def zero_shot(run: Run) -> float:
+    """The accuracy at step 0: the model before any training."""
+    return run.history[0]["eval_accuracy"] if run.history else math.nan

@@ -493,3 +493,38 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
         print(f"{row['settings'][:44]:>44}: {row['low']:.1%} to {row['high']:.1%} over {row['seeds']} seeds, "
               f"{row['against the defaults']}")
     return rows
+
+
+def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], reference: str,
+                    batch_size: int = 8, seq_len: int = 64) -> list[dict[str, Any]]:
+    """Ways of fine-tuning the same model on the same data, each at its own best recorded learning rate (of the
+    rates given: the one whose seeds keep the best mean), side by side: trainable weights, seconds per epoch (median
+    of the recorded seeds), the memory a training step adds (`memory.estimate`, float32), the kept accuracy over the
+    seeds and, for a decoder LLM, what it forgot (its next-token loss on everyday text after minus before). Each is
+    judged against `reference` by the one rule. Prints a line per method; returns the rows."""
+    from . import atlas, memory
+    from .evidence import forgetting, mean_of, per_epoch_seconds, tuned
+    from .runs import accuracy_range, compare_runs
+
+    book = atlas.load()
+    best = {name: tuned(book, rates, **{k: v for k, v in config.to_dict().items() if k != "learning_rate"})
+            for name, (config, rates) in methods.items()}
+    rows = []
+    for name, (rate, found) in best.items():
+        config = found[0].config
+        method = "lora" if config.lora_r else ("full" if config.freeze_layers == 0 else "freeze")
+        layers = found[0].meta["num_layers"] - config.freeze_layers
+        bill = memory.estimate(memory.SHAPES["135M"], method, "fp32", batch_size, seq_len, layers, config.lora_r or 8)
+        low, high = accuracy_range(found)
+        lost = [forgetting(r) for r in found]
+        seconds = sorted(per_epoch_seconds(r) for r in found)[len(found) // 2]
+        verdict = "reference" if name == reference else compare_runs(found, best[reference][1]).verdict
+        rows.append({"method": name, "learning_rate": rate, "trainable": found[0].meta["trainable_parameters"],
+                     "total": found[0].meta["total_parameters"], "seconds_per_epoch": round(seconds, 1),
+                     "step_memory_gb": round((bill.total - bill.bytes["weights"]) / 1e9, 2),
+                     "kept_accuracy": [round(low, 4), round(high, 4)], "mean_accuracy": round(mean_of(found), 4),
+                     "forgot": [round(min(lost), 3), round(max(lost), 3)], "against_reference": verdict})
+        print(f"{name:>24} at {_number(rate)}: {rows[-1]['trainable'] / 1e6:6.2f} M trainable, {seconds:5.0f} s per epoch, "
+              f"+{rows[-1]['step_memory_gb']:.2f} GB a step; kept {low:.1%} to {high:.1%} over {len(found)} seeds; "
+              f"forgot {min(lost):+.3f} to {max(lost):+.3f} nats; against {reference}: {verdict}")
+    return rows
