@@ -208,7 +208,7 @@ class CurvesFigure:
             self.best_star.set_visible(True)
         diagnosis = diagnose(run) if run.status != "running" else None
         if diagnosis is not None:
-            self._titles(title or f"{diagnosis.verdict.upper()}: best accuracy {diagnosis.best_accuracy:.1%}",
+            self._titles(title or f"{diagnosis.verdict.upper()}: highest accuracy on the curve {diagnosis.best_accuracy:.1%}",
                          band=False, color=VERDICT_COLOURS[diagnosis.verdict], weight="bold")
         else:
             self._titles(title, band=False)

@@ -88,7 +88,7 @@ def plot_run(run, title: str | None = None) -> Figure:
             loss_ax.plot([best["epoch"]], [best["eval_loss"]], "*", color="#2ca02c", markersize=13,
                          label=f"best (epoch {best['epoch']:.2f})")
         if diagnosis is not None:
-            fig.suptitle(title or f"{diagnosis.verdict.upper()}: best accuracy {diagnosis.best_accuracy:.1%}",
+            fig.suptitle(title or f"{diagnosis.verdict.upper()}: highest accuracy on the curve {diagnosis.best_accuracy:.1%}",
                          color=VERDICT_COLOURS[diagnosis.verdict], fontweight="bold")
         elif title:
             fig.suptitle(title)
