@@ -35,6 +35,7 @@ def resolve_model_path(name: str) -> str:
     return bundled_model_path(name) if name in BUNDLED_MODELS else name
 
 
+@lru_cache(maxsize=64)
 def is_causal_lm(name: str) -> bool:
     """True for a decoder LLM, fine-tuned as instructions (llm.py): the bundled "smollm2", or a model whose
     config names a `...ForCausalLM` architecture. Everything else gets a classification head (`load_model`)."""

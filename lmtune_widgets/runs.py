@@ -233,6 +233,11 @@ def _read_curves(run: Run) -> Diagnosis:
         return verdict("diverged", f"The training loss ended higher than it started ({start:.2f} to {train[-1]:.2f}): "
                        "the steps are too big for the model to settle, and each one can undo what the last "
                        "learnt.", f"{lower} or use a decaying schedule with warmup.")
+    if train[-1] >= UNDERFIT_TRAIN_RATIO * start and moved:  # big steps that go nowhere, not small ones
+        return verdict("underfitting",
+                       f"The training loss only went from {start:.2f} to {train[-1]:.2f}, although the weights moved "
+                       f"a lot: the steps are too big for the model to settle, not too small.",
+                       f"{lower}, or add warmup and a decaying schedule.")
     if train[-1] >= UNDERFIT_TRAIN_RATIO * start:
         return verdict("underfitting",
                        f"The training loss only went from {start:.2f} to {train[-1]:.2f}: the model has barely "

@@ -381,6 +381,11 @@ def test_a_collapse_or_a_rising_training_loss_reads_as_diverged_a_tiny_rate_as_u
     unstable = diagnose(fake(0.62, 101.0, train_end=0.80))  # better than chance, but training made it worse
     assert unstable.verdict == "diverged" and "ended higher than it started (0.69 to 0.80)" in unstable.reason
     assert diagnose(fake(0.62, 101.0, train_end=0.74)).verdict == "underfitting"  # within 10%: just slow
+    slow = diagnose(fake(0.62, 101.0, train_end=0.67))
+    assert "Raise the learning rate" in slow.advice  # a stuck loss and still weights: the steps are too small
+    thrashing = diagnose(fake(0.74, 120.0, train_end=0.67))  # a stuck loss while the weights moved 20%
+    assert thrashing.verdict == "underfitting" and "too big" in thrashing.reason
+    assert thrashing.advice.startswith(f"Lower the learning rate (try {short_config.learning_rate / 10:.0e})")
 
 
 def test_spearman_matches_scipy():
