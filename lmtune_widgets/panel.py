@@ -238,8 +238,7 @@ class TuningPanel:
             "lora_r": widgets.SelectionSlider(options=sorted(set(LORA_RANKS) | {b.lora_r}), value=b.lora_r, **common),
             "lora_alpha": widgets.SelectionSlider(options=sorted(set(LORA_ALPHAS) | {b.lora_alpha}), value=b.lora_alpha,
                                                   **common),
-            "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT,
-                                     disabled=b.dataset is not None),
+            "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT),
             "seed": widgets.BoundedIntText(value=b.seed, min=0, max=2**31 - 1, style=STYLE, layout=LAYOUT),
         }
         for name, control in controls.items():
@@ -255,7 +254,8 @@ class TuningPanel:
         for name, control in controls.items():
             why = LLM_ONLY.get(name) if not llm else ENCODER_ONLY.get(name)
             control.tooltip = why or describe(name)
-            control.disabled = bool(why) or (self.vary is not None and name not in self.vary)
+            fixed_by_data = name == "task" and self.base.dataset is not None  # a hub data set brings its own labels
+            control.disabled = bool(why) or fixed_by_data or (self.vary is not None and name not in self.vary)
         controls["freeze_layers"].max = self.state.num_layers()
 
     @property

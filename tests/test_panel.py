@@ -211,3 +211,13 @@ def test_a_slider_position_is_the_rate_it_reads_so_the_defaults_are_the_recorded
     assert atlas.load().runs(panel.config)
     assert [slider_rate(10 ** (p / 10)) for p in (-45, -40, -29, -20)] == [3.2e-5, 1e-4, 1.3e-3, 1e-2]
     assert slider_rate(1.25e-4) == 1.25e-4
+
+
+def test_a_hub_data_set_keeps_the_task_control_off_after_a_preset(monkeypatch):
+    from lmtune_widgets.panel_plan import PanelState
+
+    monkeypatch.setattr(PanelState, "sizes", lambda self, task=None: (256, 64, 2))  # no hub here: its sizes, stated
+    panel = TuningPanel(dataset="rotten_tomatoes", **SMALL)
+    assert panel.controls["task"].disabled  # a hub data set brings its own labels
+    panel.preset_dropdown.value = "good"
+    assert panel.controls["task"].disabled and panel.config.dataset == "rotten_tomatoes"
