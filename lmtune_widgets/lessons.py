@@ -238,7 +238,7 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key)."""
     from collections import Counter
 
-    from .plotting import plot_bands
+    from .plotting import COLOURS, plot_bands
     from .runs import accuracy_range, compare_runs, kept_accuracy
 
     measure = measure or kept_accuracy
@@ -252,8 +252,9 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
         if curves is None:
             curves = keys if len(keys) <= 5 else [keys[round(i * (len(keys) - 1) / 3)] for i in range(4)]
         curves = list(curves)
-        if curves:
-            show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title))
+        if curves:  # each value keeps its place's colour in COLOURS, as in the lesson's other pictures of the sweep
+            show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title,
+                            colours=[COLOURS[keys.index(k) % len(COLOURS)] for k in curves]))
         show(_sweep_figure(axis, groups, names, verdicts, against, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
     for key, found in groups.items():
@@ -327,8 +328,12 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
         colour = colours.get(verdicts[value], "#7f7f7f")
         ax.vlines(x, min(points), max(points), color=colour, lw=2, alpha=0.6)
         ax.plot([x] * len(points), points, "o", color=colour, markersize=4)
+    positive = [v for v in values if numeric and v > 0]
     if logscale:
         ax.set_xscale("log")
+    elif numeric and 0 in values and len(positive) >= 2 and max(positive) / min(positive) >= 20:
+        # a sweep from 0 over decades (weight decay 0, 0.01 ... 1): log spacing, with 0 one step left of the rest
+        ax.set_xscale("symlog", linthresh=min(positive), linscale=0.6)
     ax.set_xticks(xs)
     ax.set_xticklabels([names[v].replace(f"{field} ", "") for v in values], fontsize=8,
                        rotation=30 if not numeric else 0)
@@ -488,7 +493,9 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
         rows.append({"settings": name, "seeds": len(found), "low": low, "high": high,
                      "against the defaults": "-" if name == "the defaults" else compare_runs(found, defaults).verdict})
     rows.sort(key=lambda r: (-r["low"], -r["high"]))
-    print(f"{len(rows)} recorded settings on the defaults' data; the {min(top, len(rows))} with the best lowest seed:")
+    others = sum(1 for row in rows if row["settings"] != "the defaults")
+    print(f"{len(rows)} recorded settings on the defaults' data (the defaults and {others} others); "
+          f"the {min(top, len(rows))} with the best lowest seed:")
     for row in rows[:top]:
         print(f"{row['settings'][:44]:>44}: {row['low']:.1%} to {row['high']:.1%} over {row['seeds']} seeds, "
               f"{row['against the defaults']}")

@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, font_scalings
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from .plotting import COLOURS, VERDICT_COLOURS, _finite, _limit_loss_axis, _limit_lr_axis, _step_epochs
+from .plotting import (COLOURS, NOTE_STYLE, VERDICT_COLOURS, _end_of_plan, _finite, _limit_loss_axis, _limit_lr_axis,
+                       _step_epochs, loss_note)
 
 STYLE = dict(matplotlib.rcParamsDefault)  # matplotlib's default style, as a plain dict (read, never applied)
 DPI = 90  # as plotting.to_png
@@ -173,6 +174,9 @@ class CurvesFigure:
         self.best_loss_vline = vline(self.loss_ax, color="#2ca02c", linewidth=1.2, linestyle=":")
         self.best_acc_vline = vline(self.acc_ax, color="#2ca02c", linewidth=1.2, linestyle=":")
         self.best_star = line(self.loss_ax, "*", color="#2ca02c", markersize=13)
+        style = {key: value for key, value in NOTE_STYLE.items() if key not in ("x", "y", "fontsize")}
+        self.note = self.loss_ax.text(NOTE_STYLE["x"], NOTE_STYLE["y"], "", transform=self.loss_ax.transAxes, **style)
+        _text_style(self.note, size=NOTE_STYLE["fontsize"])
         self.acc_ax.set_ylim(0, 1.02)
         self.show_empty("")
 
@@ -214,7 +218,7 @@ class CurvesFigure:
             self._titles(title, band=False)
         self.loss_ax.legend(handles=[h for h in (self.train, self.eval_loss, self.best_star) if h.get_visible()],
                             **_legend_style(8))
-        self._limits([run], [run])
+        self._limits([run], [run], noted=[run] if run.status != "running" else [])
 
     def show_bands(self, runs, label: str = "recorded", title: str | None = None, live=None,
                    live_label: str = "your run") -> None:
@@ -247,7 +251,8 @@ class CurvesFigure:
             self.acc_ax.legend(handles=[h for h in (self.band_acc, self.eval_acc) if h.get_visible()],
                                **{**_legend_style(7), "loc": "lower right"})
         self._titles(title, band=True)
-        self._limits(list(runs) + ([live] if live is not None else []), shown)
+        everything = list(runs) + ([live] if live is not None and live.history else [])
+        self._limits(everything, shown, noted=everything)
 
     def png(self) -> bytes:
         return _png(self.canvas)
@@ -256,7 +261,7 @@ class CurvesFigure:
     def _hide_all(self) -> None:
         for artist in (self.loss_band, self.acc_band, self.band_loss, self.band_acc, self.band_train, self.band_lr,
                        self.train, self.eval_loss, self.eval_acc, self.lr, self.chance, self.best_loss_vline,
-                       self.best_acc_vline, self.best_star):
+                       self.best_acc_vline, self.best_star, self.note):
             artist.set_visible(False)
         for ax in (self.loss_ax, self.acc_ax):
             if ax.get_legend() is not None:
@@ -282,8 +287,9 @@ class CurvesFigure:
         self.suptitle.set_fontweight(weight or STYLE["figure.titleweight"])
         _set_title(self.loss_ax, "Loss (solid: validation, dashed: train)" if band else "Loss (lower is better)")
 
-    def _limits(self, loss_runs, lr_runs) -> None:
-        """The axes' ranges as plotting sets them: x from the data, loss and learning rate capped, accuracy 0 to 1."""
+    def _limits(self, loss_runs, lr_runs, noted=()) -> None:
+        """The axes' ranges as plotting sets them: x from the data, loss and learning rate capped, accuracy 0 to 1;
+        and the note on the loss panel for the `noted` runs (plotting._note)."""
         axes = (self.loss_ax, self.acc_ax, self.lr_ax)
         if self.lr_ax.get_yscale() != "linear":  # a sweep over decades drew it on a log scale
             self.lr_ax.set_yscale("linear")
@@ -296,6 +302,12 @@ class CurvesFigure:
         _limit_loss_axis(self.loss_ax, loss_runs)
         _limit_lr_axis(self.lr_ax, lr_runs)
         self.acc_ax.set_ylim(0, 1.02)
+        note = loss_note(noted) if noted else ""
+        self.note.set_text(note)
+        self.note.set_visible(bool(note))
+        end = _end_of_plan(noted) if noted else None
+        if end is not None:
+            self.loss_ax.set_xlim(-0.05 * end, end * 1.05)
 
 
 LEFT = 0.21  # plot_schedules' 0.17 cut the "l" of "learning rate" off beside ticks such as 0.0006

@@ -98,6 +98,8 @@ def plot_run(run, title: str | None = None) -> Figure:
     _limit_loss_axis(loss_ax, [run])
     _limit_lr_axis(lr_ax, [run])
     acc_ax.set_ylim(0, 1.02)
+    if run.status != "running":
+        _note(loss_ax, [run])
     return fig
 
 
@@ -126,6 +128,7 @@ def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | 
     _limit_loss_axis(loss_ax, runs)
     _limit_lr_axis(lr_ax, runs)
     acc_ax.set_ylim(0, 1.02)
+    _note(loss_ax, list(runs))
     if title:
         fig.suptitle(title)
     return fig
@@ -150,15 +153,16 @@ def _seed_groups(runs: Sequence, labels: Sequence[str]) -> list[tuple[list, str]
 
 @_own_style
 def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | None = None, live=None,
-               live_label: str = "your run") -> Figure:
+               live_label: str = "your run", colours: Sequence[str] | None = None) -> Figure:
     """Settings run with several seeds, one colour each: the shaded band spans the lowest to the highest seed at
     each evaluation, the line is their mean (validation loss solid, training loss dashed). `live`, one more run,
-    is drawn on top in black: does it land inside the band?"""
+    is drawn on top in black: does it land inside the band? `colours` (one per group) keeps a setting's colour
+    the same as in a lesson's other pictures; by default COLOURS in order."""
     from .runs import seed_band
 
     fig, loss_ax, acc_ax, lr_ax = _axes()
     for i, (runs, label) in enumerate(zip(groups, labels)):
-        colour = COLOURS[i % len(COLOURS)]
+        colour = colours[i] if colours is not None else COLOURS[i % len(COLOURS)]
         band = [row for row in seed_band(list(runs)) if row["eval_loss"] and row["eval_accuracy"]]
         epochs = [row["epoch"] for row in band]
         for ax, key in ((loss_ax, "eval_loss"), (acc_ax, "eval_accuracy")):
@@ -179,9 +183,11 @@ def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | N
         acc_ax.axhline(shown[0].meta.get("chance_accuracy", 0.5), color="grey", lw=1, ls=":")
         acc_ax.legend(fontsize=7, loc="lower right")
     loss_ax.set_title("Loss (solid: validation, dashed: train)")
-    _limit_loss_axis(loss_ax, [run for runs in groups for run in runs] + ([live] if live is not None else []))
+    everything = [run for runs in groups for run in runs] + ([live] if live is not None and live.history else [])
+    _limit_loss_axis(loss_ax, everything)
     _limit_lr_axis(lr_ax, shown)
     acc_ax.set_ylim(0, 1.02)
+    _note(loss_ax, everything)
     if title:
         fig.suptitle(title)
     return fig
@@ -212,27 +218,84 @@ def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = 
 
 @_own_style
 def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned learning rate",
-                   width: float = 5.5, height: float = 3.0) -> Figure:
-    """Learning rate against optimizer step for one or more named schedules."""
+                   width: float = 5.5, height: float = 3.0, side_by_side: bool = False) -> Figure:
+    """Learning rate against optimizer step for one or more named schedules: overlaid on one axes, or with
+    `side_by_side` one small panel each on a shared scale (schedules that coincide over most steps, such as
+    constant and constant_with_warmup, then cannot hide each other)."""
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86)
-    ax = fig.subplots()
-    for i, (name, rates) in enumerate(schedules.items()):
+    if side_by_side:
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.2, top=0.76, wspace=0.08)
+        axes = list(fig.subplots(1, len(schedules), sharex=True, sharey=True, squeeze=False)[0])
+        fig.suptitle(title)
+    else:
+        fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86)
+        axes = [fig.subplots()] * len(schedules)
+    for i, (ax, (name, rates)) in enumerate(zip(axes, schedules.items())):
         ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name,
-                ls=("-", "--", "-.", ":")[i % 4], lw=1.8)  # styles too: schedules often overlap
-    ax.set(title=title, xlabel="optimizer step", ylabel="learning rate")
-    ax.grid(alpha=0.3)
-    if len(schedules) > 1:
-        ax.legend(fontsize=8)
+                ls="-" if side_by_side else ("-", "--", "-.", ":")[i % 4], lw=1.8)  # styles too: overlaid, they overlap
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if side_by_side:
+            ax.set_title(name, fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+    if axes:
+        axes[0].set_ylabel("learning rate")
+        if not side_by_side:
+            axes[0].set_title(title)
+            if len(schedules) > 1:
+                axes[0].legend(fontsize=8)
     return fig
 
 
+LOSS_AXIS_CAP = 3.0  # the loss axis stops here: a diverged run's huge losses would flatten every other curve
+NOTE_STYLE = dict(x=0.97, y=0.95, ha="right", va="top", fontsize=7, zorder=5,
+                  bbox=dict(boxstyle="square", facecolor="white", alpha=0.85, edgecolor="none", pad=2))
+
+
+def _losses(runs) -> list[float]:
+    return [v for run in runs for key in ("train_loss", "eval_loss") for v in _finite(run.column(key))
+            if not math.isnan(v)]
+
+
 def _limit_loss_axis(ax, runs) -> None:
-    """Keep a diverged run's huge losses from flattening every other curve."""
-    values = [v for run in runs for key in ("train_loss", "eval_loss") for v in _finite(run.column(key))
-              if not math.isnan(v)]
+    """Keep a diverged run's huge losses from flattening every other curve (`loss_note` says what is cut off)."""
+    values = _losses(runs)
     if values:
-        ax.set_ylim(0, min(max(values) * 1.1, 3.0) + 0.05)
+        ax.set_ylim(0, min(max(values) * 1.1, LOSS_AXIS_CAP) + 0.05)
+
+
+def loss_note(runs) -> str:
+    """What the loss panel would otherwise leave unsaid: losses above the axis, and runs that ended before their
+    planned epochs (diverged or stopped), with where they ended. "" when there is nothing to say."""
+    lines = []
+    values = _losses(runs)
+    if values and max(values) * 1.1 > LOSS_AXIS_CAP:
+        lines.append(f"off the scale: losses up to {max(values):.3g}")
+    for status, why in (("diverged", "diverged (the loss blew up)"), ("stopped", "stopped")):
+        ended = [run for run in runs if run.status == status and run.history]
+        if ended:
+            last = max(run.history[-1]["epoch"] for run in ended)
+            planned = max(run.config.num_train_epochs for run in ended)
+            who = "" if len(runs) == 1 else f"all {len(runs)} runs " if len(ended) == len(runs) else \
+                f"{len(ended)} of {len(runs)} runs "
+            lines.append(f"{who}{why}:\nended by epoch {last:.2g} of {planned}")
+    return "\n".join(lines)
+
+
+def _end_of_plan(runs) -> float | None:
+    """The planned length in epochs when a run ended early (diverged or stopped), so the axis shows what is missing."""
+    if any(run.status in ("diverged", "stopped") and run.history for run in runs):
+        return float(max(run.config.num_train_epochs for run in runs))
+    return None
+
+
+def _note(loss_ax, runs) -> None:
+    note = loss_note(runs)
+    if note:
+        loss_ax.text(s=note, transform=loss_ax.transAxes, **NOTE_STYLE)
+    end = _end_of_plan(runs)
+    if end is not None:
+        loss_ax.set_xlim(-0.05 * end, end * 1.05)
 
 
 def _limit_lr_axis(ax, runs) -> None:

@@ -172,7 +172,13 @@ def test_the_pictures_ignore_the_learners_style_and_match_plotting(ggplot):
         (lambda: curves.show_empty("Press Run"), lambda: plot_run(Run(run.config, [], status="running"),
                                                                  title="Press Run")),
         (lambda: curves.show_run(run), lambda: plot_run(run)),
+        # runs that diverge: the loss panel's note (losses off the scale, where they stopped) and the planned length
+        (lambda: curves.show_bands(diverged, title="d"), lambda: plot_bands([diverged], ["recorded"], title="d")),
+        (lambda: curves.show_run(diverged[0]), lambda: plot_run(diverged[0])),
+        (lambda: curves.show_run(run), lambda: plot_run(run)),  # and the note goes again
     ]
+    diverged = atlas.load().runs(FineTuneConfig.from_preset("diverge"))
+    assert diverged and all(r.status == "diverged" for r in diverged)
     for show, plot in cases:
         show()
         assert np.array_equal(_pixels(curves.png()), _pixels(to_png(plot())))

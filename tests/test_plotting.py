@@ -51,3 +51,26 @@ def test_overlapping_schedules_stay_distinguishable():
     fig = plot_schedules({"constant": [1.0] * 4, "constant_with_warmup": [0.0, 1.0, 1.0, 1.0]})
     styles = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines]
     assert len(set(styles)) == 2 and len({style for _, style in styles}) == 2
+    apart = plot_schedules({"constant": [1.0] * 4, "constant_with_warmup": [0.0, 1.0, 1.0, 1.0]}, side_by_side=True)
+    assert [ax.get_title() for ax in apart.axes] == ["constant", "constant_with_warmup"]
+    assert [len(ax.lines) for ax in apart.axes] == [1, 1] and apart.axes[0].get_ylim() == apart.axes[1].get_ylim()
+
+
+def test_a_run_that_ended_early_says_so_and_keeps_its_planned_length():
+    """A diverged run stops after a few points and its losses leave the capped axis: without a word, the picture
+    shows a line that runs off the top and stops. The loss panel says both, and the time axis keeps the plan."""
+    from lmtune_widgets.plotting import loss_note, plot_bands
+
+    finished, blown = fake_run(5e-4), fake_run(5e-2, steps=2, steps_per_epoch=8)
+    blown.status = "diverged"
+    blown.history[-1].update(train_loss=9.5, eval_loss=7.25)
+    blown.config = FineTuneConfig(learning_rate=5e-2, num_train_epochs=2)
+    assert loss_note([finished]) == ""
+    note = loss_note([blown])
+    assert "losses up to 9.5" in note and "diverged" in note and "epoch 0.25 of 2" in note
+    assert "1 of 2 runs diverged" in loss_note([finished, blown])
+    fig = plot_run(blown)
+    assert any(note == text.get_text() for text in fig.axes[0].texts)
+    assert fig.axes[0].get_xlim()[1] >= 2  # the two planned epochs, not the quarter it lasted
+    assert not plot_run(finished).axes[0].texts
+    assert plot_bands([[blown]], ["diverge"]).axes[0].texts[0].get_text() == note
