@@ -248,7 +248,7 @@ def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned 
 
 
 LOSS_AXIS_CAP = 3.0  # the loss axis stops here: a diverged run's huge losses would flatten every other curve
-NOTE_STYLE = dict(x=0.97, y=0.95, ha="right", va="top", fontsize=7, zorder=5,
+NOTE_STYLE = dict(x=0.97, y=0.95, ha="right", va="top", fontsize=7, zorder=1.5,  # under the lines, over the grid
                   bbox=dict(boxstyle="square", facecolor="white", alpha=0.85, edgecolor="none", pad=2))
 
 
