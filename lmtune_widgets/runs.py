@@ -213,9 +213,14 @@ def _read_curves(run: Run) -> Diagnosis:
     final_accuracy = last["eval_accuracy"] if last else math.nan
     at_chance = _finite(final_accuracy) and final_accuracy <= chance + CHANCE_MARGIN
     norms = [h["weight_norm"] for h in history if _finite(h.get("weight_norm"))]
-    moved = len(norms) >= 2 and norms[0] > 0 and abs(norms[-1] - norms[0]) > WEIGHTS_MOVED * norms[0]
+    # Only pretrained weights moving a lot says the steps are big: a new head alone (every layer frozen) starts
+    # small and moves a lot by itself, whatever the rate.
+    head_only = run.meta.get("num_layers") is not None and run.config.freeze_layers >= run.meta["num_layers"] \
+        and not run.config.lora_r
+    moved = not head_only and len(norms) >= 2 and norms[0] > 0 and abs(norms[-1] - norms[0]) > WEIGHTS_MOVED * norms[0]
     lower = f"Lower the learning rate (try {run.config.learning_rate / 10:.0e})"
-    advice = f"{lower} or add warmup."
+    warmup = "lengthen the warmup" if run.config.warmup_ratio > 0 else "add warmup"
+    advice = f"{lower} or {warmup}."
     if run.status == "diverged" or nonfinite or (at_chance and train and max(train) > 1.5 * start):
         return verdict("diverged", "The loss blew up instead of going down, so the model ended no better than "
                        "guessing.", advice)
@@ -225,6 +230,11 @@ def _read_curves(run: Run) -> Diagnosis:
     if not history or not train:
         return verdict("underfitting", "The run ended before it learnt anything measurable.",
                        "Train for longer (more epochs) and make sure the run is not stopped early.")
+    # The training loss at the end, over a whole evaluation interval of steps: the last point may average only the
+    # few steps after the previous evaluation (batch 4: 4 steps, against 134 before it), too noisy to judge alone.
+    window = [v for v in run.train_losses[-int(run.meta.get("eval_every") or 1):] if _finite(v)]
+    if len(window) > 1 and len(run.train_losses) >= len(window):
+        train[-1] = sum(window) / len(window)
     eval_losses = [h["eval_loss"] for h in history]
     lowest = min(eval_losses)
     lowest_at = eval_losses.index(lowest)
@@ -237,7 +247,7 @@ def _read_curves(run: Run) -> Diagnosis:
         return verdict("underfitting",
                        f"The training loss only went from {start:.2f} to {train[-1]:.2f}, although the weights moved "
                        f"a lot: the steps are too big for the model to settle, not too small.",
-                       f"{lower}, or add warmup and a decaying schedule.")
+                       f"{lower}, or {warmup} and use a decaying schedule.")
     if train[-1] >= UNDERFIT_TRAIN_RATIO * start:
         return verdict("underfitting",
                        f"The training loss only went from {start:.2f} to {train[-1]:.2f}: the model has barely "
@@ -249,8 +259,8 @@ def _read_curves(run: Run) -> Diagnosis:
                        f"Validation loss was lowest at epoch {history[lowest_at]['epoch']:.2f} ({lowest:.2f}) and "
                        f"then rose to {final_eval:.2f} while the training loss kept falling: the model memorises "
                        "the training examples.",
-                       f"Stop at about epoch {history[lowest_at]['epoch']:.1f} (early stopping), or add dropout, "
-                       "weight decay or more training data.")
+                       f"Stop at about epoch {history[lowest_at]['epoch']:.1f} (early stopping), or add more training "
+                       "data or dropout.")
     return verdict("good fit",
                    f"Training and validation loss both fell and validation stayed near its best "
                    f"(accuracy {accuracy:.1%}).",

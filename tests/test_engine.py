@@ -395,3 +395,21 @@ def test_spearman_matches_scipy():
 
     a, b = [1, 2, 2, 3, 5, 4, 0.5], [2, 1, 3, 3, 5, 5, 0]
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_the_end_of_training_is_read_over_a_whole_evaluation_interval():
+    """Batch 4 at seed 42 (recorded): the last point averages only the 4 steps after the evaluation at step 804,
+    one noisy value that reads as 'barely learnt'. Over the last interval of steps, the run is the good fit it is
+    (86% kept). The warmup advice knows whether the run warmed up already."""
+    from lmtune_widgets import atlas
+
+    run = next(r for r in atlas.load().runs(FineTuneConfig(per_device_train_batch_size=4)) if r.config.seed == 42)
+    assert run.history[-1]["step"] - run.history[-2]["step"] < run.meta["eval_every"] / 10  # the short last window
+    assert run.history[-1]["train_loss"] >= 0.8 * run.meta["first_train_loss"]  # which alone looks stuck
+    assert diagnose(run).verdict == "good fit", diagnose(run)
+    blown = FineTuneConfig(learning_rate=0.05, warmup_ratio=0.0)
+    for config, words in ((FineTuneConfig(), "lengthen the warmup"), (blown, "add warmup")):
+        fake = Run(config=config, label_names=["negative", "positive"], status="diverged",
+                   history=[{"step": 1, "epoch": 0.1, "train_loss": math.nan, "eval_loss": math.nan,
+                             "eval_accuracy": 0.5}], meta={"chance_accuracy": 0.5})
+        assert words in diagnose(fake).advice
