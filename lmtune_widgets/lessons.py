@@ -199,6 +199,30 @@ def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
     return found
 
 
+_COLOUR_OF: dict[tuple, str] = {}  # settings (apart from the seed) -> colour, for this kernel: one colour a setting
+
+
+def colours_for(configs: Iterable[FineTuneConfig]) -> list[str]:
+    """A colour for each setting, the same in every picture of a lesson: the defaults are always the first colour,
+    and any other setting keeps the colour it got when first drawn (unless a setting already in this picture has it)."""
+    from .config import config_key
+    from .plotting import COLOURS
+
+    if not _COLOUR_OF:
+        _COLOUR_OF[config_key(FineTuneConfig())] = COLOURS[0]
+    used: list[str] = []
+    for config in configs:
+        key = config_key(config)
+        colour = _COLOUR_OF.get(key)
+        if colour is None or colour in used:
+            free = [c for c in COLOURS if c not in used]
+            fresh = [c for c in free if c not in _COLOUR_OF.values()]
+            colour = (fresh or free or COLOURS)[0]
+            _COLOUR_OF.setdefault(key, colour)
+        used.append(colour)
+    return used
+
+
 def _number(value: Any) -> str:
     """1e-05, 3.2e-05, 0.1, 16: as short as the value allows."""
     if isinstance(value, float) and value and abs(value) < 1e-2:
@@ -238,7 +262,7 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key)."""
     from collections import Counter
 
-    from .plotting import COLOURS, plot_bands
+    from .plotting import plot_bands
     from .runs import accuracy_range, compare_runs, kept_accuracy
 
     measure = measure or kept_accuracy
@@ -252,9 +276,9 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
         if curves is None:
             curves = keys if len(keys) <= 5 else [keys[round(i * (len(keys) - 1) / 3)] for i in range(4)]
         curves = list(curves)
-        if curves:  # each value keeps its place's colour in COLOURS, as in the lesson's other pictures of the sweep
+        if curves:  # each setting keeps one colour in all the lesson's pictures
             show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title,
-                            colours=[COLOURS[keys.index(k) % len(COLOURS)] for k in curves]))
+                            colours=colours_for(settings[k] for k in curves)))
         show(_sweep_figure(axis, groups, names, verdicts, against, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
     for key, found in groups.items():
@@ -281,22 +305,25 @@ def recorded_rows(groups: dict[Any, list[Run]], field: str) -> list[dict[str, An
 def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = None):
     """Every recorded seed as a point: the kept model's accuracy on the task against its sentence similarity
     (what it still knows from pretraining), one colour per value of `field`."""
+    import matplotlib
     from matplotlib.figure import Figure
 
     from .evidence import similarity
-    from .plotting import COLOURS
     from .runs import kept_accuracy
 
     fig = Figure(figsize=(6.4, 3.6))
     fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
     ax = fig.subplots()
+    shades = matplotlib.colormaps["viridis"]  # one value after another, light to dark: no red or green verdicts here
     for i, (value, found) in enumerate(groups.items()):
         ax.plot([similarity(r) for r in found], [kept_accuracy(r) for r in found], "o",
-                color=COLOURS[i % len(COLOURS)], label=_number(value))
+                color=shades(0.9 - 0.85 * i / max(1, len(groups) - 1)), markeredgecolor="black", markeredgewidth=0.4,
+                label=_number(value))
     before = next((r.meta.get("similarity_before") for found in groups.values() for r in found), None)
     if before is not None:
         ax.axvline(before, color="grey", ls=":", lw=1)
-        ax.annotate("before\nfine-tuning", (before, ax.get_ylim()[0]), fontsize=7, ha="right", va="bottom")
+        ax.annotate("before\nfine-tuning", (before, 1), xycoords=("data", "axes fraction"), fontsize=7, ha="right",
+                    va="top", xytext=(-3, -3), textcoords="offset points")
     ax.set(xlabel="sentence similarity kept (Spearman; right is better)", ylabel="kept accuracy on the task")
     ax.grid(alpha=0.3)
     ax.legend(title=field, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
@@ -304,12 +331,25 @@ def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = 
     return fig
 
 
+def _side_by_side(points: list[float], gap: float = 4.5) -> list[float]:
+    """A sideways shift in points for each value, so seeds that kept the same accuracy show as separate dots."""
+    shifts, seen = [], {}
+    for point in points:
+        key = round(point, 4)
+        seen[key] = seen.get(key, 0) + 1
+        shifts.append(seen[key] - 1)
+    count = {key: n for key, n in seen.items()}
+    return [gap * (k - (count[round(p, 4)] - 1) / 2) for p, k in zip(points, shifts)]
+
+
 def _sweep_figure(field, groups, names, verdicts, against, measure, what, title):
     """Every seed's kept accuracy (a dot) against the swept value, each value's range as a bar, the reference's
-    range shaded across: bars that overlap the shading are within the noise."""
+    range shaded across: bars that overlap the shading are within the noise. Seeds that kept the same accuracy
+    sit side by side."""
     import math
 
     from matplotlib.figure import Figure
+    from matplotlib.transforms import ScaledTranslation
 
     from .runs import accuracy_range
 
@@ -318,8 +358,8 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
     logscale = numeric and min(values) > 0 and max(values) / min(values) >= 20
     xs = values if numeric else list(range(len(values)))
     colours = {"reference": "black", "higher": "#2ca02c", "lower": "#d62728"}
-    fig = Figure(figsize=(6.4, 3.2))
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.2, top=0.86)
+    fig = Figure(figsize=(6.4, 3.4))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.8)
     ax = fig.subplots()
     low, high = accuracy_range(against, measure)
     ax.axhspan(low, high, color="grey", alpha=0.2, lw=0, label="the reference's range")
@@ -327,7 +367,9 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
         points = [measure(r) for r in found if math.isfinite(measure(r))]
         colour = colours.get(verdicts[value], "#7f7f7f")
         ax.vlines(x, min(points), max(points), color=colour, lw=2, alpha=0.6)
-        ax.plot([x] * len(points), points, "o", color=colour, markersize=4)
+        for point, shift in zip(points, _side_by_side(points)):
+            ax.plot([x], [point], "o", color=colour, markersize=4,
+                    transform=ax.transData + ScaledTranslation(shift / 72, 0, fig.dpi_scale_trans))
     positive = [v for v in values if numeric and v > 0]
     if logscale:
         ax.set_xscale("log")
@@ -341,7 +383,8 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
     ax.set(xlabel=field, ylabel=what)
     ax.grid(alpha=0.3)
     ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
-                 "(green/red: higher/lower than the reference by the rule; grey: within the noise)", fontsize=9)
+                 "(black and the shading: the reference; green/red: higher/lower than it\n"
+                 "by the rule; grey: within the noise)", fontsize=9)
     return fig
 
 
@@ -356,7 +399,6 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
     from matplotlib.figure import Figure
 
     from .evidence import mean_of
-    from .plotting import COLOURS
     from .runs import accuracy_range, kept_accuracy
 
     base = base or FineTuneConfig()
@@ -379,24 +421,30 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
         fig = Figure(figsize=(6.4, 3.6))
         fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
         ax = fig.subplots()
-        for i, (line, cells) in enumerate(grid.items()):
+        drawn = [line for line, cells in grid.items() if cells]
+        line_colours = dict(zip(drawn, colours_for(base.replace(**{line_field: line}) for line in drawn)))
+        for line, cells in grid.items():
             if not cells:
                 continue
-            colour, xs = COLOURS[i % len(COLOURS)], list(cells)
+            colour, xs = line_colours[line], list(cells)
             ax.fill_between(xs, [accuracy_range(cells[x], measure)[0] for x in xs],
                             [accuracy_range(cells[x], measure)[1] for x in xs], color=colour, alpha=0.18, lw=0)
             ax.plot(xs, [mean_of(cells[x], measure) for x in xs], "-", color=colour, lw=1.5,
                     label=names.get(line, _label(line_field, line)))
             for x in xs:
                 ax.plot([x] * len(cells[x]), [measure(r) for r in cells[x]], "o", color=colour, markersize=3)
-            ax.plot([best[line]], [mean_of(cells[best[line]], measure)], "*", color=colour, markersize=13,
-                    markeredgecolor="black")
+            ax.plot([best[line]], [mean_of(cells[best[line]], measure)], "*", markersize=14, markerfacecolor="none",
+                    markeredgecolor=colour, markeredgewidth=1.6)  # hollow: stars of lines that meet stay visible
         chance = next((r.meta.get("chance_accuracy") for cells in grid.values() for found in cells.values() for r in found), None)
         if chance and measure is kept_accuracy:
             ax.axhline(chance, color="grey", lw=1, ls=":")
         numeric = all(isinstance(x, (int, float)) for cells in grid.values() for x in cells)
         if numeric and x_field == "learning_rate":
             ax.set_xscale("log")
+            recorded_xs = sorted({x for cells in grid.values() for x in cells})
+            if len(recorded_xs) <= 8:  # ticks at the recorded values, not at powers of ten between them
+                ax.set_xticks(recorded_xs, [_number(x) for x in recorded_xs], fontsize=8)
+                ax.minorticks_off()
         ax.set(xlabel=x_field.replace("_", " "), ylabel=f"{what} (each dot a seed)")
         ax.grid(alpha=0.3)
         if any(grid.values()):
@@ -420,7 +468,9 @@ def is_it_real(first: list[Run], second: list[Run], names: tuple[str, str] = ("f
     from .plotting import plot_bands
     from .runs import compare_runs
 
-    show(plot_bands([first, second], list(names), title=title))
+    show(plot_bands([first, second], list(names), title=title,
+                    colours=colours_for(group[0].config for group in (first, second) if group) if first and second
+                    else None))
     verdict = compare_runs(first, second)
     answer = f"{names[0]} against {names[1]}: {verdict}"
     print(answer)
@@ -494,6 +544,8 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
                      "against the defaults": "-" if name == "the defaults" else compare_runs(found, defaults).verdict})
     rows.sort(key=lambda r: (-r["low"], -r["high"]))
     others = sum(1 for row in rows if row["settings"] != "the defaults")
+    own = next(row for row in rows if row["settings"] == "the defaults")
+    print(f"the defaults: {own['low']:.1%} to {own['high']:.1%} over {own['seeds']} seeds (the reference)")
     print(f"{len(rows)} recorded settings on the defaults' data (the defaults and {others} others); "
           f"the {min(top, len(rows))} with the best lowest seed:")
     for row in rows[:top]:

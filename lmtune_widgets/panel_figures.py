@@ -208,7 +208,7 @@ class CurvesFigure:
                 vline.set_xdata([best["epoch"]] * 2)
                 vline.set_visible(True)
             self.best_star.set_data([best["epoch"]], [best["eval_loss"]])
-            self.best_star.set_label(f"best (epoch {best['epoch']:.2f})")
+            self.best_star.set_label(f"lowest validation loss (epoch {best['epoch']:.2f})")
             self.best_star.set_visible(True)
         diagnosis = diagnose(run) if run.status != "running" else None
         if diagnosis is not None:

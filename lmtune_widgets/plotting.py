@@ -86,7 +86,7 @@ def plot_run(run, title: str | None = None) -> Figure:
             for ax in (loss_ax, acc_ax):
                 ax.axvline(best["epoch"], color="#2ca02c", lw=1.2, ls=":")
             loss_ax.plot([best["epoch"]], [best["eval_loss"]], "*", color="#2ca02c", markersize=13,
-                         label=f"best (epoch {best['epoch']:.2f})")
+                         label=f"lowest validation loss (epoch {best['epoch']:.2f})")
         if diagnosis is not None:
             fig.suptitle(title or f"{diagnosis.verdict.upper()}: highest accuracy on the curve {diagnosis.best_accuracy:.1%}",
                          color=VERDICT_COLOURS[diagnosis.verdict], fontweight="bold")
@@ -321,15 +321,20 @@ def to_png(fig: Figure, dpi: int = 90, tight: bool = False) -> bytes:
 
 
 @_own_style
-def plot_weight_norms(runs: Sequence, labels: Sequence[str]) -> Figure:
-    """The size (L2 norm) of the trainable weights at each evaluation, one line per run."""
+def plot_weight_norms(runs: Sequence, labels: Sequence[str], colours: Sequence[str] | None = None) -> Figure:
+    """How the size (L2 norm) of the trainable weights changes, in % of its size before training, at each
+    evaluation, one line per run. (In %, not raw: a norm of 110 that loses 5 would look like a collapse on an axis
+    from 105 to 111.)"""
     fig = Figure(figsize=(5.5, 3.2))
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.16, top=0.88)
     ax = fig.subplots()
     for i, (run, label) in enumerate(zip(runs, labels)):
-        ax.plot([h["epoch"] for h in run.history], run.column("weight_norm"), "-o", markersize=3,
-                color=COLOURS[i % len(COLOURS)], label=label)
-    ax.set(title="Size of the trainable weights", xlabel="epoch", ylabel="L2 norm")
+        norms = _finite(run.column("weight_norm"))
+        start = norms[0] if norms and norms[0] > 0 else math.nan
+        ax.plot([h["epoch"] for h in run.history], [100 * (n / start - 1) for n in norms], "-o", markersize=3,
+                color=colours[i] if colours is not None else COLOURS[i % len(COLOURS)], label=label)
+    ax.axhline(0, color="grey", lw=1, ls=":")
+    ax.set(title="Size of the trainable weights", xlabel="epoch", ylabel="change from the start (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -107,7 +107,8 @@ def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
     lows = [r["low"] for r in rows]
     assert lows == sorted(lows, reverse=True) and len(rows) >= 20
     assert {r["against the defaults"] for r in rows} <= {"-", "higher", "within the noise", "lower"}
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and lines[0].startswith("the defaults: ") and "(the reference)" in lines[0]
 
 
 def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_is_missing(capsys, monkeypatch):
@@ -125,3 +126,18 @@ def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_i
         best, _ = evidence.tuned(atlas.load(), [1e-4, 2e-3], **evidence.FREEZING, freeze_layers=n)
         assert f"freeze_layers {n}: best at learning_rate {lessons._number(best)}" in out
     assert "freeze_layers 0: best at learning_rate 1e-04" in out  # everything training wants the smaller step
+
+
+def test_a_setting_keeps_its_colour_in_every_picture_of_a_lesson(monkeypatch):
+    """The defaults are always the first colour; any other setting keeps the colour it was first drawn in, even in
+    a picture where it comes in another order, and two settings never share a colour in one picture."""
+    from lmtune_widgets import FineTuneConfig, lessons
+    from lmtune_widgets.plotting import COLOURS
+
+    monkeypatch.setattr(lessons, "_COLOUR_OF", {})
+    big, small = FineTuneConfig(learning_rate=2e-3), FineTuneConfig(learning_rate=1e-4)
+    first = lessons.colours_for([small, FineTuneConfig(), big])
+    assert first[1] == COLOURS[0] and len(set(first)) == 3
+    assert lessons.colours_for([big, FineTuneConfig(seed=7), small]) == [first[2], COLOURS[0], first[0]]
+    many = lessons.colours_for([FineTuneConfig(learning_rate=1e-5 * k) for k in range(1, 12)])
+    assert len(set(many[:len(COLOURS)])) == len(COLOURS)  # distinct while there are colours left
