@@ -357,7 +357,10 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     logscale = numeric and min(values) > 0 and max(values) / min(values) >= 20
     xs = values if numeric else list(range(len(values)))
-    colours = {"reference": "black", "higher": "#2ca02c", "lower": "#d62728"}
+    lower_is_better = "loss" in what  # green reads as better and red as worse: for a loss, lower is green
+    colours = {"reference": "black", "higher": "#d62728" if lower_is_better else "#2ca02c",
+               "lower": "#2ca02c" if lower_is_better else "#d62728"}
+    better, worse = ("lower", "higher") if lower_is_better else ("higher", "lower")
     fig = Figure(figsize=(6.4, 3.4))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.8)
     ax = fig.subplots()
@@ -383,7 +386,7 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
     ax.set(xlabel=field, ylabel=what)
     ax.grid(alpha=0.3)
     ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
-                 "(black and the shading: the reference; green/red: higher/lower than it\n"
+                 f"(black and the shading: the reference; green/red: {better}/{worse} than it\n"
                  "by the rule; grey: within the noise)", fontsize=9)
     return fig
 
