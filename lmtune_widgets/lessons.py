@@ -22,6 +22,7 @@ configuration and seed (tested), so `run_once`, `sweep` and the exercise reuse t
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -394,11 +395,13 @@ def _sweep_figure(field, groups, names, verdicts, against, measure, what, title)
 def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_values: Iterable[Any],
                   base: FineTuneConfig | None = None, names: dict[Any, str] | None = None, title: str | None = None,
                   draw: bool = True, measure=None, what: str = "kept accuracy",
-                  lower_is_better: bool = False) -> dict[Any, dict[Any, list[Run]]]:
+                  lower_is_better: bool = False, colours_like: FineTuneConfig | None = None,
+                  ) -> dict[Any, dict[Any, list[Run]]]:
     """A recorded two-knob grid, at once: the kept accuracy (or `measure`, named `what`) of every seed (a dot)
     against `x_field`, one line per value of `line_field` (the seeds' mean, their range shaded), each line's best
     value starred. Combinations that were not recorded are left out and named. Prints each line's best value and
-    its range. Returns {line value: {x value: runs}}."""
+    its range. `colours_like`: draw each line in the colour its value has on that base (the same grid on another
+    task keeps its colours). Returns {line value: {x value: runs}}."""
     from matplotlib.figure import Figure
 
     from .evidence import mean_of
@@ -425,7 +428,7 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
         fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
         ax = fig.subplots()
         drawn = [line for line, cells in grid.items() if cells]
-        line_colours = dict(zip(drawn, colours_for(base.replace(**{line_field: line}) for line in drawn)))
+        line_colours = dict(zip(drawn, colours_for((colours_like or base).replace(**{line_field: line}) for line in drawn)))
         for line, cells in grid.items():
             if not cells:
                 continue
@@ -440,7 +443,13 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
                     markeredgecolor=colour, markeredgewidth=1.6)  # hollow: stars of lines that meet stay visible
         chance = next((r.meta.get("chance_accuracy") for cells in grid.values() for found in cells.values() for r in found), None)
         if chance and measure is kept_accuracy:
-            ax.axhline(chance, color="grey", lw=1, ls=":")
+            values = [measure(r) for cells in grid.values() for found in cells.values() for r in found]
+            values = [v for v in values if math.isfinite(v)]
+            if values and min(values) - chance > max(values) - min(values):  # drawn, chance would squash the lines
+                ax.text(0.01, 0.02, f"chance ({chance:.0%}) is below the scale", transform=ax.transAxes,
+                        fontsize=7, color="grey")
+            else:
+                ax.axhline(chance, color="grey", lw=1, ls=":")
         numeric = all(isinstance(x, (int, float)) for cells in grid.values() for x in cells)
         if numeric and x_field == "learning_rate":
             ax.set_xscale("log")

@@ -141,3 +141,30 @@ def test_a_setting_keeps_its_colour_in_every_picture_of_a_lesson(monkeypatch):
     assert lessons.colours_for([big, FineTuneConfig(seed=7), small]) == [first[2], COLOURS[0], first[0]]
     many = lessons.colours_for([FineTuneConfig(learning_rate=1e-5 * k) for k in range(1, 12)])
     assert len(set(many[:len(COLOURS)])) == len(COLOURS)  # distinct while there are colours left
+
+
+def test_a_grid_on_another_task_keeps_the_colours_of_its_lines_and_names_chance_when_it_is_off_the_scale(monkeypatch):
+    """Lesson 04 draws the dropout x noise grid on both tasks: a noise level keeps its colour, and topics' chance
+    (20%), far below accuracies of 68 to 90%, is named in a note instead of squashing the lines to the bottom."""
+    from lmtune_widgets import FineTuneConfig, evidence, lessons
+
+    shown = []
+    monkeypatch.setattr(lessons, "show", shown.append)
+    monkeypatch.setattr(lessons, "_COLOUR_OF", {})
+    base = FineTuneConfig(**evidence.NOISY)
+    levels = list(evidence.NOISE_LEVELS)
+
+    def colours_and_notes(figure):
+        ax = figure.axes[0]
+        lines = {line.get_label(): line.get_color() for line in ax.get_lines() if not line.get_label().startswith("_")}
+        return lines, [t.get_text() for t in ax.texts], [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+
+    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base)
+    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base.replace(task="topic"),
+                          colours_like=base)
+    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base.replace(task="topic"))
+    (sentiment, no_note, chance), (topic, note, no_chance), (fresh, _, _) = map(colours_and_notes, shown)
+    assert sentiment == topic and len(set(sentiment.values())) == 4
+    assert fresh != sentiment  # without colours_like, the topic lines are new settings with colours of their own
+    assert len(chance) == 1 and not no_note  # sentiment's 50% sits near its lowest accuracies (about 60%): drawn
+    assert note == ["chance (20%) is below the scale"] and not no_chance
