@@ -48,3 +48,27 @@ def test_import_is_light():
     code = "import sys, lmtune_widgets; print(sorted(m for m in ('torch', 'transformers', 'ipywidgets') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def agenda(title):
+    """The rows of one of docs/workshop.md's agenda tables: (start minute, end minute, lesson numbers named)."""
+    text = (ROOT / "docs" / "workshop.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    minutes = lambda clock: int(clock.split(":")[0]) * 60 + int(clock.split(":")[1])
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(r"\d:\d\d-\d:\d\d", cells[0]):
+            start, end = cells[0].split("-")
+            rows.append((minutes(start), minutes(end), set(re.findall(r"\b(\d\d)\b", cells[1]))))
+    return rows
+
+
+def test_the_workshop_agendas_fill_their_time_and_cover_every_hyperparameter_lesson():
+    every_knob = {f"{n:02d}" for n in range(9)}  # 00 start here to 08 playground: all seven hyperparameters
+    for title, length, lessons in (("90-minute agenda", 90, every_knob), ("3-hour agenda", 180, every_knob | {"10", "11"})):
+        rows = agenda(title)
+        assert rows, f"no agenda rows under '## {title}'"
+        assert rows[0][0] == 0 and rows[-1][1] == length, (title, rows[0], rows[-1])
+        assert all(a[1] == b[0] for a, b in zip(rows, rows[1:])), f"{title}: rows leave a gap or overlap"
+        assert lessons <= set().union(*(named for _, _, named in rows)), f"{title} leaves out a lesson"
