@@ -60,3 +60,21 @@ def test_notebook_executes(path, tmp_path):
         assert data["steps"]["batch"] == data["steps"]["accumulated"] >= 1
         assert 0.0 <= data["zero_shot_accuracy"] <= 1.0 and 0.0 <= data["lora_accuracy"] <= 1.0
         assert 0 < data["methods"][0]["trainable"] < data["methods"][1]["trainable"]
+
+
+APP = NOTEBOOKS[0].parent / "app.ipynb"
+
+
+def test_the_app_notebook_is_committed_clean_and_starts_from_its_settings_parameter(tmp_path):
+    """The Voila page (`make app`) takes its starting settings as a parameter; a bad one is named, not ignored."""
+    import papermill
+
+    nb = nbformat.read(APP, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "committed with outputs"
+    assert [c for c in code if "parameters" in c.metadata.get("tags", [])] == code[:1]
+    run = lambda settings: papermill.execute_notebook(str(APP), str(tmp_path / "app.ipynb"), parameters={"SETTINGS": settings},
+                                                      kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    run('{"learning_rate": 0.001}')
+    with pytest.raises(papermill.PapermillExecutionError, match="learning_rate"):
+        run('{"learning_rate": 5}')
