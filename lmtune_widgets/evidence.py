@@ -617,13 +617,13 @@ SCHEDULE_PARTS = {"neither": {**HIGH, "lr_scheduler_type": "constant_with_warmup
        without warmup, each keep a better model than neither, and three seeds cannot tell them from both, though two
        of each one's three seeds sit below both's range.""")
 def _high_rate(book):
-    p = SCHEDULE_PARTS
-    out = [expect(compare(book, p["neither"], p["both"]), "lower", "neither against both")]
-    floor = min(kept_accuracy(r) for r in runs(book, **p["both"]))
+    found = {name: runs(book, **changes) for name, changes in SCHEDULE_PARTS.items()}
+    out = [expect(compare_runs(found["neither"], found["both"]), "lower", "neither against both")]
+    floor = min(kept_accuracy(r) for r in found["both"])
     for part in ("warmup only", "decay only"):
-        out.append(expect(compare(book, p[part], p["neither"]), "higher", f"{part} against neither"))
-        out.append(expect(compare(book, p[part], p["both"]), "within the noise", f"{part} against both"))
-        below = sum(kept_accuracy(r) < floor for r in runs(book, **p[part]))
+        out.append(expect(compare_runs(found[part], found["neither"]), "higher", f"{part} against neither"))
+        out.append(expect(compare_runs(found[part], found["both"]), "within the noise", f"{part} against both"))
+        below = sum(kept_accuracy(r) < floor for r in found[part])
         out.append((below == 2, f"{part}: {below} of its seeds below both's lowest ({floor:.1%})"))
     return out
 

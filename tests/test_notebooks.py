@@ -21,11 +21,17 @@ def test_there_are_lessons():
     assert len(set(numbers)) == len(numbers), numbers
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_is_committed_clean_with_a_parameters_cell(path):
+def committed_clean(path):
+    """The notebook and its code cells, after checking they were committed without outputs."""
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "committed with outputs"
+    return nb, code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_clean_with_a_parameters_cell(path):
+    nb, code = committed_clean(path)
     parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1, "needs exactly one cell tagged 'parameters'"
     assert "QUICK = False" in parameters[0].source and "RESULTS_PATH" in parameters[0].source
@@ -69,9 +75,7 @@ def test_the_app_notebook_is_committed_clean_and_starts_from_its_settings_parame
     """The Voila page (`make app`) takes its starting settings as a parameter; a bad one is named, not ignored."""
     import papermill
 
-    nb = nbformat.read(APP, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "committed with outputs"
+    _, code = committed_clean(APP)
     assert [c for c in code if "parameters" in c.metadata.get("tags", [])] == code[:1]
     run = lambda settings: papermill.execute_notebook(str(APP), str(tmp_path / "app.ipynb"), parameters={"SETTINGS": settings},
                                                       kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
