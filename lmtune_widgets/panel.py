@@ -85,6 +85,17 @@ STYLE = {"description_width": "120px"}
 LAYOUT = widgets.Layout(width="360px")
 
 
+def set_tooltip(widget: widgets.Widget, text: str) -> None:
+    """Hover text for any control: ipywidgets 8 calls it `tooltip`; ipywidgets 7 (Colab's) `description_tooltip`,
+    apart from buttons, which have had `tooltip` all along. Setting a name the widget lacks would show nothing."""
+    setattr(widget, "tooltip" if widget.has_trait("tooltip") else "description_tooltip", text)
+
+
+def tooltip(widget: widgets.Widget) -> str:
+    """The hover text `set_tooltip` gave, on ipywidgets 7 and 8 alike."""
+    return widget.tooltip if widget.has_trait("tooltip") else widget.description_tooltip
+
+
 class StaticFigure:
     """A picture of a run that any notebook viewer shows (IPython renders `_repr_png_`)."""
 
@@ -141,8 +152,8 @@ class TuningPanel:
         if unknown:
             raise ValueError(f"vary={sorted(unknown)} names no control; the controls are {sorted(self.controls)}")
         self.preset_dropdown = widgets.Dropdown(options=["(custom)", *PRESETS], value="(custom)", description="preset",
-                                                style=STYLE, layout=LAYOUT, disabled=self.vary is not None,
-                                                tooltip="Set every control to a lesson's settings.")
+                                                style=STYLE, layout=LAYOUT, disabled=self.vary is not None)
+        set_tooltip(self.preset_dropdown, "Set every control to a lesson's settings.")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play",
                                          tooltip="Fine-tune with these settings (a real run).")
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
@@ -165,8 +176,8 @@ class TuningPanel:
                                              tooltip="Overlay the chosen runs in one plot.")
         self.compare_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px",
                                                                                display="none"))  # until used
-        self.share_text = widgets.Text(description="share", style=STYLE, layout=widgets.Layout(width="520px"),
-                                       tooltip="Copy this text to give someone these settings.")
+        self.share_text = widgets.Text(description="share", style=STYLE, layout=widgets.Layout(width="520px"))
+        set_tooltip(self.share_text, "Copy this text to give someone these settings.")
         self.paste_text = widgets.Text(description="paste", placeholder='e.g. {"learning_rate":0.001}', style=STYLE,
                                        layout=widgets.Layout(width="520px"))
         self.apply_button = widgets.Button(description="Apply", tooltip="Set the controls from pasted settings.")
@@ -253,7 +264,7 @@ class TuningPanel:
         llm = is_causal_lm(self.base.model_name)
         for name, control in controls.items():
             why = LLM_ONLY.get(name) if not llm else ENCODER_ONLY.get(name)
-            control.tooltip = why or describe(name)
+            set_tooltip(control, why or describe(name))
             fixed_by_data = name == "task" and self.base.dataset is not None  # a hub data set brings its own labels
             control.disabled = bool(why) or fixed_by_data or (self.vary is not None and name not in self.vary)
         controls["freeze_layers"].max = self.state.num_layers()
@@ -578,8 +589,12 @@ class TuningPanel:
                               widgets.HBox([self.paste_text, self.apply_button])])
         return widgets.VBox([title, top, live, history, share])
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _ipython_display_(self):
+        """Show the panel as the last line of a cell. IPython's display of the widget itself works on ipywidgets 8
+        (`_repr_mimebundle_`) and 7 (`_ipython_display_`, Colab's 7.7) alike."""
+        from IPython.display import display
+
+        display(self.widget)
 
 
 def _login_name() -> str:

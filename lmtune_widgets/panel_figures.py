@@ -61,7 +61,9 @@ def _line_style(**overrides) -> dict:
             **overrides}
 
 
-def _legend_style(fontsize: float) -> dict:
+def _legend(ax, handles, fontsize: float, **overrides):
+    """A legend styled from STYLE. Its frame's line width is set on the frame itself: matplotlib 3.11 also takes it
+    as `legend(linewidth=...)` (rcParam legend.linewidth, None: the patches' width); 3.10 has neither."""
     keys = ("loc", "frameon", "framealpha", "fancybox", "shadow", "numpoints", "scatterpoints", "markerscale",
             "borderpad", "labelspacing", "handlelength", "handleheight", "handletextpad", "borderaxespad",
             "columnspacing", "labelcolor")
@@ -70,9 +72,12 @@ def _legend_style(fontsize: float) -> dict:
         style["labelcolor"] = STYLE["text.color"]
     face = STYLE["legend.facecolor"]
     edge = STYLE["legend.edgecolor"]
-    return {**style, "prop": _font(fontsize), "facecolor": STYLE["axes.facecolor"] if face == "inherit" else face,
-            "edgecolor": STYLE["axes.edgecolor"] if edge == "inherit" else edge,
-            "linewidth": STYLE["patch.linewidth"] if STYLE["legend.linewidth"] is None else STYLE["legend.linewidth"]}
+    legend = ax.legend(handles=handles, **{**style, "prop": _font(fontsize),
+                                           "facecolor": STYLE["axes.facecolor"] if face == "inherit" else face,
+                                           "edgecolor": STYLE["axes.edgecolor"] if edge == "inherit" else edge,
+                                           **overrides})
+    legend.get_frame().set_linewidth(STYLE.get("legend.linewidth") or STYLE["patch.linewidth"])
+    return legend
 
 
 def _new_figure(width: float, height: float) -> tuple[Figure, FigureCanvasAgg]:
@@ -216,8 +221,7 @@ class CurvesFigure:
                          band=False, color=VERDICT_COLOURS[diagnosis.verdict], weight="bold")
         else:
             self._titles(title, band=False)
-        self.loss_ax.legend(handles=[h for h in (self.train, self.eval_loss, self.best_star) if h.get_visible()],
-                            **_legend_style(8))
+        _legend(self.loss_ax, [h for h in (self.train, self.eval_loss, self.best_star) if h.get_visible()], 8)
         self._limits([run], [run], noted=[run] if run.status != "running" else [])
 
     def show_bands(self, runs, label: str = "recorded", title: str | None = None, live=None,
@@ -248,8 +252,7 @@ class CurvesFigure:
         if shown:
             self.chance.set_ydata([shown[0].meta.get("chance_accuracy", 0.5)] * 2)
             self.chance.set_visible(True)
-            self.acc_ax.legend(handles=[h for h in (self.band_acc, self.eval_acc) if h.get_visible()],
-                               **{**_legend_style(7), "loc": "lower right"})
+            _legend(self.acc_ax, [h for h in (self.band_acc, self.eval_acc) if h.get_visible()], 7, loc="lower right")
         self._titles(title, band=True)
         everything = list(runs) + ([live] if live is not None and live.history else [])
         self._limits(everything, shown, noted=everything)

@@ -7,7 +7,7 @@ import ipywidgets as widgets
 import pytest
 
 from lmtune_widgets import FineTuneConfig, TuningPanel, field_names
-from lmtune_widgets.panel import StaticFigure
+from lmtune_widgets.panel import StaticFigure, tooltip
 
 # Small real runs: a few seconds each.
 SMALL = dict(max_train_samples=32, max_eval_samples=32, num_train_epochs=1, freeze_layers=5, evals_per_epoch=2)
@@ -27,7 +27,7 @@ def panel():
 def test_every_knob_has_a_control_with_a_tooltip(panel):
     assert set(KNOBS) <= set(panel.controls) <= set(field_names())
     for name, control in panel.controls.items():
-        assert control.description and len(control.tooltip) > 20, name
+        assert control.description and len(tooltip(control)) > 20, name
         if hasattr(control, "continuous_update"):
             assert control.continuous_update is False, name
     assert isinstance(panel.controls["learning_rate"], widgets.FloatLogSlider)
