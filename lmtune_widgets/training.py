@@ -602,9 +602,15 @@ def train_step(job: Job, *batches: list[int]) -> float:
     if job.config.max_grad_norm > 0:
         job.scaler.unscale_(job.optimizer)
         nn.utils.clip_grad_norm_(job.trainable, job.config.max_grad_norm)
+    scale = job.scaler.get_scale() if job.scaler.is_enabled() else None
     job.scaler.step(job.optimizer)
     job.scaler.update()
-    job.scheduler.step()
+    if scale is not None and job.scaler.get_scale() < scale:
+        # float16 overflowed: the scaler skipped this update and halved its scale. As Trainer (through accelerate)
+        # does, the schedule waits for the next real step.
+        job.run.meta["skipped_steps"] = job.run.meta.get("skipped_steps", 0) + 1
+    else:
+        job.scheduler.step()
     job.optimizer.zero_grad(set_to_none=True)
     job.run.train_losses.append(value)
     job.since_point.append(value)

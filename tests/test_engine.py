@@ -235,6 +235,33 @@ def test_mixed_precision_is_native_bfloat16_or_float16(device, capability, expec
     assert isinstance(dtype, (torch.dtype, type(None)))
 
 
+def test_float16_steps_that_overflow_are_skipped_and_the_schedule_waits(short_config, monkeypatch):
+    """What a T4 (capability 7.5) runs: float16 autocast with a gradient scaler, made here on CPU as `prepare` makes
+    them for float16. A step whose gradients overflow changes no weight, halves the scale, is counted, and the
+    schedule waits for the next real step (as Trainer does through accelerate); the next step trains."""
+    import torch
+
+    from lmtune_widgets import training
+
+    dtype = training.pick_precision("cuda", (7, 5))
+    job = training.prepare(short_config.replace(device="cpu", warmup_ratio=0.0))  # linear decay from the peak
+    job.autocast = training.autocast_for(torch.device("cpu"), dtype)
+    job.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, enabled=dtype == torch.float16)
+    batch = list(range(short_config.per_device_train_batch_size))
+    real_loss = training.batch_loss
+    monkeypatch.setattr(training, "batch_loss", lambda job, batch: real_loss(job, batch) * math.inf)  # overflow
+    weights, rate = [p.detach().clone() for p in job.trainable], job.optimizer.param_groups[0]["lr"]
+    training.train_step(job, batch)
+    assert all(torch.equal(p, w) for p, w in zip(job.trainable, weights))
+    assert job.scaler.get_scale() == 2.0**15 and job.run.meta["skipped_steps"] == 1
+    assert job.optimizer.param_groups[0]["lr"] == rate  # the schedule did not move
+    monkeypatch.setattr(training, "batch_loss", real_loss)
+    training.train_step(job, batch)
+    assert not all(torch.equal(p, w) for p, w in zip(job.trainable, weights))
+    assert job.run.meta["skipped_steps"] == 1 and job.optimizer.param_groups[0]["lr"] < rate  # decaying
+    assert math.isfinite(job.run.train_losses[-1])
+
+
 def test_label_noise_flips_only_training_labels(short_config):
     run = fine_tune(short_config.replace(label_noise=0.25))
     assert run.meta["flipped_labels"] == 16
