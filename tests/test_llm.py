@@ -274,6 +274,8 @@ def test_the_panel_switches_to_the_llm_with_its_preset_and_plans_the_weights_the
     quick = {k: v for k, v in QUICK_SETTINGS.items() if k in panel.controls and k != "max_train_samples"}
     for name, value in quick.items():
         panel.controls[name].value = value
+    slider = panel.controls["max_train_samples"]
+    slider.value = slider.min  # the fewest messages the slider offers (16): two optimizer steps of 4 x 2
     panel.controls["gradient_accumulation_steps"].value = 2
     planned = panel.plan_html.value
     assert panel.run()
