@@ -1,22 +1,28 @@
 """The bundled LLM (SmolLM2-135M-Instruct, float32, CPU): peak memory and time of training steps for full
 fine-tuning, unfrozen top blocks and LoRA, against `memory.estimate`.
 
-    python benchmarks/bench_llm_memory.py lora 10 8      # method, trained (top) blocks, batch size
+    python benchmarks/bench_llm_memory.py                # full 30, top 10 (freeze) and lora 10, batch 8, 1 thread
+    python benchmarks/bench_llm_memory.py lora 10 8      # one method: method, trained (top) blocks, batch size
+    python benchmarks/bench_llm_memory.py --smoke        # lora in the top block, batch 1 (tests)
 
 One method per process, so each starts from the same baseline. The baseline is the resident memory after
 loading and one forward pass without gradients (kernels and thread pools set up: the model ready to run);
 the peak is the kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs) over 3 training steps
 of real instruction sequences (AdamW, batch of the given size). The estimate it is compared with is
 gradients + optimizer states + activations: the weights are already in the baseline. Linux only.
+Results: benchmarks/results/bench_llm_memory.json (the ratio: the estimate over the measured rise, per method).
 """
+import argparse
 import contextlib
 import gc
 import json
+import subprocess
 import sys
 import time
 
 import torch
 
+import _results
 from lmtune_widgets import FineTuneConfig
 from lmtune_widgets.data import load_splits
 from lmtune_widgets.llm import Instructions, add_lora, answer_logprobs, load_causal_lm
@@ -25,6 +31,7 @@ from lmtune_widgets.models import freeze_bottom
 from lmtune_widgets.training import optimizer_groups
 
 STEPS = 3
+METHODS = [("full", 30), ("freeze", 10), ("lora", 10)]
 
 
 def resident(field: str) -> int:
@@ -76,6 +83,39 @@ def main(method: str, trained: int, batch: int, threads: int = 1) -> dict:
             "s_per_step_after_first": round(sum(seconds[1:]) / (STEPS - 1), 2), "threads": threads}
 
 
+def in_own_process(method: str, trained: int, batch: int, threads: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--one", method, str(trained), str(batch), str(threads)],
+                          capture_output=True, text=True, env=_results.ENV, cwd=_results.ROOT)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cli() -> None:
+    parser = _results.parser(__doc__)
+    parser.add_argument("method", nargs="?", help="full, freeze or lora (default: all three, one process each)")
+    parser.add_argument("trained", nargs="?", type=int, default=10, help="trained (top) blocks (default 10)")
+    parser.add_argument("batch", nargs="?", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("threads", nargs="?", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:  # a child: one method, one JSON line
+        print(json.dumps(main(args.method, args.trained, args.batch, args.threads)))
+        return
+    methods = [(args.method, 30 if args.method == "full" else args.trained)] if args.method else METHODS
+    batch = args.batch
+    if args.smoke:
+        methods, batch = [("lora", 1)], 1
+    before = _results.load_average()
+    medians, ratios = {}, {}
+    for method, trained in methods:
+        found = in_own_process(method, trained, batch, args.threads)
+        print(json.dumps(found), flush=True)
+        medians[f"{method}_{trained}"] = found
+        ratios[f"estimate_over_measured_{method}_{trained}"] = found["estimate_over_measured"]
+    _results.write("bench_llm_memory", args, medians, ratios, before,
+                   settings={"batch": batch, "threads": args.threads, "steps": STEPS})
+
+
 if __name__ == "__main__":
-    method, trained, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    print(json.dumps(main(method, trained, batch, int(sys.argv[4]) if len(sys.argv) > 4 else 1)))
+    cli()

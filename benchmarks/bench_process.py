@@ -4,6 +4,7 @@
                                                     # 10 on 2 cores loaded 3 to 5x)
     python benchmarks/bench_process.py --rounds 5
     python benchmarks/bench_process.py --parts      # training speed-ups tried, piece by piece (compiling: minutes)
+    python benchmarks/bench_process.py --smoke      # 1 round of a tiny run (tests)
 
 Each round runs `python -m lmtune_widgets run --quiet --out RUN.json` twice, in fresh processes, one after
 the other: first with an empty feature cache ($LMTUNE_CACHE pointing at a new temporary folder: cold), then
@@ -12,6 +13,7 @@ start-up included) and, from the saved run, training + evaluation (`train_s`: th
 points), scoring the kept model (`finish_s`) and getting the frozen features (`cache_s`: computed or read).
 The two runs of a round must agree on every number of their histories: the cache must not change a thing.
 The machine is shared and noisy: the figures to quote are the medians and the ratio of medians, with the load.
+Results: benchmarks/results/bench_process.json (the --parts figures are printed only).
 
 `--parts` measures candidate speed-ups of training on one piece of a step each, in one process, alternating
 with the code as it is, and says whether each gives bit-identical numbers (only such a change may land:
@@ -34,15 +36,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+import _results
+
+ENV = dict(_results.ENV)
 ENV.pop("LMTUNE_FEATURE_CACHE", None)
 
 
-def cli(cache: Path, out: Path) -> dict:
-    """One default CLI process; its wall time and the timings its run recorded."""
+def cli(cache: Path, out: Path, config: dict) -> dict:
+    """One CLI process (the default run, or `config`); its wall time and the timings its run recorded."""
+    options = [x for k, v in config.items() for x in (f"--{k}", str(v))]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "lmtune_widgets", "run", "--quiet", "--out", str(out)],
-                          capture_output=True, text=True, env={**ENV, "LMTUNE_CACHE": str(cache)})
+    done = subprocess.run([sys.executable, "-m", "lmtune_widgets", "run", "--quiet", "--out", str(out), *options],
+                          capture_output=True, text=True, env={**ENV, "LMTUNE_CACHE": str(cache)}, cwd=_results.ROOT)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
@@ -140,19 +145,23 @@ def load_average() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = _results.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parts", action="store_true", help="measure the variants on one step's pieces")
     args = parser.parse_args()
     if args.parts:
         return parts(max(args.rounds, 5))
+    config = _results.SMOKE if args.smoke else {}
+    if args.smoke:
+        args.rounds = 1
+    before = _results.load_average()
     rows: dict[str, dict[str, list]] = {"cold": {}, "warm": {}}
     loads, same = [load_average()], True
     with tempfile.TemporaryDirectory(prefix="lmtune-bench-") as tmp:
         for round_ in range(args.rounds):
             cache = Path(tmp) / f"cache{round_}"  # empty: this round's cold run computes and writes the features
-            cold = cli(cache, Path(tmp) / "cold.json")
-            warm = cli(cache, Path(tmp) / "warm.json")
+            cold = cli(cache, Path(tmp) / "cold.json", config)
+            warm = cli(cache, Path(tmp) / "warm.json", config)
             assert (cold["features_from"], warm["features_from"]) == ("computed", "disk"), (cold, warm)
             identical = cold.pop("numbers") == warm.pop("numbers")
             same &= identical
@@ -165,12 +174,17 @@ def main() -> None:
                     rows[name].setdefault(k, []).append(v)
     print(f"\nmedians over {args.rounds} rounds (load average, 1/5/15 min, before and after each round: {loads})")
     print(f"  {'':12s} {'cold':>8s} {'warm':>8s} {'warm/cold':>10s}")
+    medians: dict[str, dict[str, float]] = {"cold": {}, "warm": {}}
     for k in ("process_s", "cache_s", "train_s", "finish_s"):
-        cold, warm = statistics.median(rows["cold"][k]), statistics.median(rows["warm"][k])
+        cold, warm = _results.median(rows["cold"][k]), _results.median(rows["warm"][k])
+        medians["cold"][k], medians["warm"][k] = cold, warm
         print(f"  {k:12s} {cold:8.2f} {warm:8.2f} {warm / cold:9.2f}x   "
               f"(cold: {', '.join(f'{v:.1f}' for v in rows['cold'][k])}; warm: {', '.join(f'{v:.1f}' for v in rows['warm'][k])})")
     print(f"  histories of cold and warm runs identical (every number but elapsed_s): {same}")
-
+    ratios = {f"warm_over_cold_{k}": medians["warm"][k] / medians["cold"][k] for k in ("process_s", "train_s")}
+    _results.write("bench_process", args, medians, ratios, before, identical_histories=same,
+                   rounds={name: {k: v for k, v in row.items() if k != "features_from"} for name, row in rows.items()},
+                   settings={"config": config or "defaults", "rounds": args.rounds})
 
 if __name__ == "__main__":
     main()
