@@ -162,8 +162,27 @@ def bench_panel(r: dict) -> str:
                  rows)
 
 
+def gpu_check(r: dict) -> str:
+    settings, rows = r["settings"], []
+    for case in r["cases"].values():
+        band = case["band"]
+        shown = (f"{band['low']:.1%} to {band['high']:.1%} ({band['seeds']} seeds)" if band["seeds"] else "not recorded")
+        inside = "" if case["inside_band"] is None else (" **inside**" if case["inside_band"] else " **outside**")
+        gb = lambda v: "-" if v is None else f"{v:.2f} GB"
+        rows.append([case["case"], case["precision"], seconds(case["train_eval_s"]), seconds(case["seconds"]),
+                     f"{case['kept_accuracy']:.1%}", shown + inside, str(case["skipped_steps"]), gb(case["peak_gb"]),
+                     gb(case["estimate_gb"])])
+    ratio = r["ratios"]["llm_peak_over_estimate"]
+    note = (f"\nOn {settings['gpu']} (compute capability {'.'.join(map(str, settings['capability']))}): float16 / "
+            f"native training + evaluation time {r['ratios']['fp16_over_native_train_eval_s']:.2f}x"
+            + (f"; the LLM's peak / its one-step estimate {ratio:.2f}x" if ratio else "") + ".\n"
+            if settings.get("gpu") else "")
+    return table(["case", "precision", "training + evaluation", "whole run (set-up included)", "kept accuracy",
+                  "recorded CPU band", "float16 steps skipped", "peak GPU memory", "estimate (one step)"], rows) + note
+
+
 RENDER = {f.__name__: f for f in (bench_matmul, bench_speed, bench_process, bench_search, bench_llm,
-                                   bench_llm_memory, bench_panel)}
+                                   bench_llm_memory, bench_panel, gpu_check)}
 
 
 def region(name: str, results: Path = RESULTS) -> str:

@@ -40,7 +40,12 @@ EXPECTED = {
     "bench_llm_memory": (["lora_1.measured_rise_mb", "lora_1.estimated_rise_mb", "lora_1.estimate_over_measured",
                           "lora_1.s_per_step_after_first", "lora_1.baseline_mb", "lora_1.trainable"],
                          ["estimate_over_measured_lora_1"], ['"method": "lora"']),
+    "gpu_check": ([f"{case}.{k}" for case in ("minilm_native", "minilm_fp16_as_t4", "llm_lora")
+                   for k in ("seconds", "train_eval_s", "kept_accuracy", "skipped_steps")],
+                  ["fp16_over_native_train_eval_s", "llm_peak_over_estimate"],
+                  ["float16 (T4 path) / native precision", "recorded CPU band"]),
 }
+ARGS = {"gpu_check": ["--device", "cpu"]}  # on CPU: the same code, the precision a GPU would choose aside
 
 
 def committed_results() -> dict[str, str]:
@@ -61,7 +66,8 @@ def test_benchmark_runs_in_smoke_mode_and_writes_every_figure(name, tmp_path):
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(out)], cwd=ROOT,
+    done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(out), *ARGS.get(name, [])],
+                          cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     for text in printed:
