@@ -30,6 +30,7 @@ are written here directly. Any Hugging Face causal-LM id (online) is loaded the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -105,6 +106,23 @@ def _file_key(path: Path) -> str:
     return f"{path.stem}-{digest.hexdigest()[:12]}"
 
 
+@contextlib.contextmanager
+def _quiet_gguf_progress():
+    """transformers' GGUF reader draws a tqdm bar of its own (not its logging's, which `lessons.setup` quiets):
+    off while the kit reads the bundled file, which it announces in one line instead."""
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    bar = getattr(reader, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
+
+
 def bundled_llm_folder(name: str) -> Path:
     """A folder with config, tokenizer and float32 safetensors of a bundled LLM, made from its GGUF file once."""
     gguf = gguf_path(name)
@@ -118,9 +136,12 @@ def bundled_llm_folder(name: str) -> Path:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     making = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".making-"))
+    print(f"Reading {name} from its GGUF file, once: about 30 s on a laptop; later runs load the float32 copy "
+          f"kept in {folder.parent}.", flush=True)
     try:
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(making)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with _quiet_gguf_progress():
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(making)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         save_model(model, str(making / "model.safetensors"))  # tied weights (lm_head = embeddings) stored once
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # the copy is plain float32 now
