@@ -28,6 +28,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALL
 # (all but the slow ones that test no version-dependent code: twenty runs for leaks, the recorder's shards)
 TESTS = ["test_config.py", "test_atlas.py", "test_panel.py", "test_plotting.py"]
 LEFT_OUT = "not twenty_runs and not shards and not papermill_notebook and not second_click and not compare_overlays"
+SEARCH = ("test_lesson_tools.py", "search_stores_a_fresh_study")  # Optuna at its floor, on Colab's SQLAlchemy
 ENGINE = "test_engine.py"
 ENGINE_TESTS = ("same_seed or learning_rates_follow or stop_event or divergence_is_detected or overflow or "
                 "mixed_precision or save_load")
@@ -90,13 +91,14 @@ def run_outside(args, cwd, env=None, timeout=900):
 def test_the_engine_atlas_and_panel_tests_pass_on_colabs_stack(stack, tmp_path):
     tests = tmp_path / "tests"
     tests.mkdir()
-    for name in ["conftest.py", *TESTS, ENGINE]:
+    for name in ["conftest.py", *TESTS, ENGINE, SEARCH[0]]:
         shutil.copy(ROOT / "tests" / name, tests / name)
     common = [str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"]
     out = run_outside([*common, *[f"tests/{t}" for t in TESTS], "-k", LEFT_OUT], tmp_path).stdout
     assert " passed" in out and "failed" not in out and "error" not in out.lower().split("passed")[-1]
-    out = run_outside([*common, f"tests/{ENGINE}", "-k", ENGINE_TESTS], tmp_path).stdout
-    assert " passed" in out and "failed" not in out
+    for path, selected in ((ENGINE, ENGINE_TESTS), SEARCH):
+        out = run_outside([*common, f"tests/{path}", "-k", selected], tmp_path).stdout
+        assert " passed" in out and "failed" not in out
 
 
 @pytest.mark.parametrize("lesson", ["00_start_here", "09_llms_and_lora"])
@@ -116,6 +118,8 @@ def test_lessons_run_on_colabs_stack(stack, lesson, tmp_path):
     assert sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", [])) >= 2
 
 
+PROBE_CELL = """import ipywidgets
+ipywidgets.IntSlider(description="ready")"""
 CLASSIC_CELL = """import ipywidgets
 from lmtune_widgets import TuningPanel
 print("ipywidgets", ipywidgets.__version__)
@@ -137,7 +141,7 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(CLASSIC_CELL)]
+    nb.cells = [nbformat.v4.new_code_cell(PROBE_CELL), nbformat.v4.new_code_cell(CLASSIC_CELL)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "panel.ipynb")
     port, token = free_port(), "lmtune-test"
@@ -153,29 +157,39 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1900})
                 page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
-                page.wait_for_function("window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && "
-                                       "Jupyter.notebook.kernel.is_connected()", timeout=90_000)
-                page.evaluate("Jupyter.notebook.execute_all_cells()")
-                out = page.locator(".output_area")
+                page.wait_for_function("!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && "
+                                       "Jupyter.notebook.kernel.is_connected())", timeout=90_000)
+                # Widgets displayed before the page's widget manager has finished starting are closed by it, unseen:
+                # show a probe slider until one renders, then run the panel's cell.
+                probe = page.locator(".cell").nth(0).locator(".widget-slider")
+                for _ in range(30):
+                    page.evaluate("Jupyter.notebook.execute_cells([0])")
+                    try:
+                        probe.wait_for(timeout=3_000)
+                        break
+                    except Exception:
+                        continue
+                page.evaluate("Jupyter.notebook.execute_cells([1])")
+                out = page.locator(".cell").nth(1).locator(".output_area")
                 expect(out.get_by_text("ipywidgets 7.7.1").first).to_be_visible(timeout=60_000)
-                recorded = out.get_by_text("Recorded:")
+                recorded = out.locator(".widget-html").get_by_text("Recorded:")  # drawn as a widget, not a repr
                 expect(recorded.first).to_be_visible(timeout=120_000)
-                curves = page.locator(".output_area img.widget-image").nth(1)
+                curves = out.locator("img.widget-image").nth(1)
                 band_src = curves.get_attribute("src")
-                readout = page.locator(".output_area .widget-readout").first  # the learning rate
+                readout = out.locator(".widget-readout").first  # the learning rate
                 assert readout.inner_text() == "5.0e-4"
                 page.screenshot(path=str(shots[0]), full_page=True)
-                page.locator(".output_area .widget-hslider .ui-slider-handle").first.focus()
+                out.locator(".widget-hslider .ui-slider-handle").first.focus()
                 page.keyboard.press("ArrowRight")
                 expect(readout).not_to_have_text("5.0e-4", timeout=10_000)
                 expect(out.get_by_text("These settings are not recorded").first).to_be_visible(timeout=20_000)
                 expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
                 empty_src = curves.get_attribute("src")
-                page.locator("button.jupyter-button:has-text('Run')").first.click()
+                out.locator("button.jupyter-button:has-text('Run')").first.click()
                 expect(curves).not_to_have_attribute("src", empty_src, timeout=120_000)  # a live point was drawn
-                page.locator("button.jupyter-button:has-text('Stop')").first.click()
+                out.locator("button.jupyter-button:has-text('Stop')").first.click()
                 expect(out.get_by_text("(stopped)").first).to_be_visible(timeout=60_000)
-                expect(page.locator(".output_area td", has_text="learning rate=").first).to_be_visible()
+                expect(out.locator("td", has_text="learning rate=").first).to_be_visible()
                 page.screenshot(path=str(shots[1]), full_page=True)
             finally:
                 browser.close()
