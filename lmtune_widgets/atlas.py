@@ -320,6 +320,25 @@ def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
     return _BOOKS[key]
 
 
+def device_note(device: str = "auto", capability: tuple[int, int] | None = None) -> str:
+    """What the bundled bands mean for a run on `device` (a config's `device`): "" on a CPU, where a run of recorded
+    settings can repeat a recorded seed to the last digit; on a GPU, that the bands were recorded on a CPU."""
+    from .training import pick_device, pick_precision
+
+    try:
+        kind = pick_device(device).type
+    except ValueError:  # no such device here: the config's own check says so
+        return ""
+    if kind == "cpu":
+        return ""
+    precision = pick_precision(kind, capability)
+    rounding = str(precision).replace("torch.", "") if precision is not None else "float32 on another chip"
+    chip = {"cuda": "GPU", "mps": "Apple GPU"}.get(kind, kind)
+    return (f"The bands were recorded on a CPU in float32; here runs use the {chip} in {rounding}. "
+            "That is the same experiment with other rounding: a run should land within the band's noise, "
+            "not on one of its lines.")
+
+
 # ------------------------------------------------------------------------------------------------ recording
 def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.PathLike | None = None,
            sections: Iterable[str] | None = None, limit: int | None = None, quiet: bool = False) -> int:

@@ -46,13 +46,18 @@ def enabled() -> bool:
     return os.environ.get("LMTUNE_FEATURE_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def cache_root() -> Path:
+    """Where the kit keeps what it computes once (frozen features, the dequantised LLM): $LMTUNE_CACHE, else
+    $XDG_CACHE_HOME/lmtune-widgets, else ~/.cache/lmtune-widgets (in Colab: the runtime's own disk)."""
+    root = os.environ.get("LMTUNE_CACHE")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "lmtune-widgets"
+
+
 def folder() -> Path:
     """The cache folder (created when first written)."""
-    root = os.environ.get("LMTUNE_CACHE")  # the kit's cache root, shared with llm.cache_dir()
-    if root:
-        return Path(root).expanduser() / "features"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "lmtune-widgets" / "features"
+    return cache_root() / "features"
 
 
 def limit_bytes() -> int:

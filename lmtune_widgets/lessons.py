@@ -54,9 +54,31 @@ def setup() -> str:
     logging.disable_progress_bar()
     import torch
 
+    from .atlas import device_note
+
     device = f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"Training will run on: {device}")
+    if device_note():
+        print(device_note())
+    if in_colab():
+        _colab_setup()
     return device
+
+
+def _colab_setup() -> None:
+    """In Colab: its widget stack, and where the kit keeps what it computes once."""
+    import ipywidgets
+
+    from .feature_cache import cache_root
+
+    if int(ipywidgets.__version__.split(".")[0]) >= 8:  # Colab ships 7.7; 8 needs Colab's own widget manager
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+        print(f"ipywidgets {ipywidgets.__version__}: Colab's custom widget manager is on (Colab ships 7.7, which "
+              "needs none).")
+    print(f"Computed once and kept in {cache_root()}: the runtime's own disk, emptied when the runtime is reset "
+          "(then the first run computes them again, in seconds for MiniLM, about 30 s for the LLM).")
 
 
 def base_config(quick: bool, **overrides: Any) -> FineTuneConfig:

