@@ -3,6 +3,8 @@
     python -m lmtune_widgets run --preset overfit --learning_rate 1e-4 --out run.json --plot curves.png
     python -m lmtune_widgets record --shard 1/2      # record the atlas's missing runs (resumable)
     python -m lmtune_widgets verify --sample 2       # re-run 2 recorded runs; exit 0 only if they match
+    python -m lmtune_widgets lab                     # = make lab, without make (Windows): JupyterLab on notebooks/
+    python -m lmtune_widgets test                    # = make test, without make: Colab's stack once, then every test
 
 Every `FineTuneConfig` field is an option (`--<field> VALUE`). A bad value prints one line to stderr and
 exits with status 2; no traceback for a user's mistake.
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 from .config import PRESETS, FineTuneConfig
 
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--sample", type=int, default=2, help="how many recorded runs to re-run")
     verify.add_argument("--cheapest", action="store_true", help="the cheapest runs instead of random ones")
     verify.add_argument("--seed", type=int, help="seed of the random choice")
+    commands.add_parser("lab", help="open the lessons in JupyterLab, offline (what `make lab` does once set up)")
+    commands.add_parser("test", help="run every test, offline (what `make test` does once set up); "
+                                     "arguments after it go to pytest")
     return parser
 
 
@@ -72,8 +79,43 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def checkout() -> Path:
+    """The repository the kit was installed from (`pip install -e .`): its notebooks and tests live there."""
+    for folder in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (folder / "notebooks").is_dir() and (folder / "tests").is_dir() and (folder / "pyproject.toml").exists():
+            return folder
+    raise OSError("lab and test need a clone of the kit's repository: run them from its folder, after "
+                  "`pip install -e \".[test]\"` there (see README.md, 'Without make')")
+
+
+def _lab(rest: list[str]) -> int:
+    root = checkout()
+    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={root / 'notebooks'}", *rest],
+                           env={**os.environ, **OFFLINE}, cwd=root)
+
+
+def _test(rest: list[str]) -> int:
+    root = checkout()
+    if not (root / ".venv-colab" / ".stack-built").exists():  # as `make test`: Colab's stack, built once
+        built = subprocess.call([sys.executable, str(root / "tests" / "stacks" / "build_stack.py"),
+                                 str(root / ".venv-colab")], cwd=root)
+        if built:
+            return built
+    return subprocess.call([sys.executable, "-m", "pytest", "-q", *rest], env={**os.environ, **OFFLINE}, cwd=root)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["lab"], ["test"]):  # the rest goes to JupyterLab or pytest as it is
+        try:
+            return (_lab if argv[0] == "lab" else _test)(argv[1:])
+        except OSError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse already printed its one-line error and usage

@@ -70,3 +70,22 @@ def test_the_workshop_agendas_fill_their_time_and_cover_every_hyperparameter_les
         assert rows[0][0] == 0 and rows[-1][1] == length, (title, rows[0], rows[-1])
         assert all(a[1] == b[0] for a, b in zip(rows, rows[1:])), f"{title}: rows leave a gap or overlap"
         assert lessons <= set().union(*(named for _, _, named in rows)), f"{title} leaves out a lesson"
+
+
+# Removed from the standard library by Python 3.12 (distutils, imp, asynchat, asyncore, smtpd) and 3.13 (PEP 594)
+REMOVED = {"distutils", "imp", "asynchat", "asyncore", "smtpd", "aifc", "audioop", "cgi", "cgitb", "chunk", "crypt",
+           "imghdr", "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau",
+           "telnetlib", "uu", "xdrlib", "lib2to3"}
+
+
+def test_no_module_imports_what_python_3_12_or_3_13_removed():
+    """Colab runs Python 3.13 and only 3.11 installs here: at least nothing imports a module those removed."""
+    import ast
+
+    found = []
+    for path in [*(ROOT / "lmtune_widgets").glob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in REMOVED]
+    assert not found, found

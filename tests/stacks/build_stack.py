@@ -106,9 +106,10 @@ def quiet(command: list[str]) -> None:
 
 def build(folder: Path) -> None:
     folder = folder.resolve()
-    if not (folder / "bin" / "python").exists():
+    python = folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if not python.exists():
         venv.EnvBuilder(with_pip=True).create(folder)
-    python = str(folder / "bin" / "python")
+    python = str(python)
     constraints = write_constraints(folder / "colab-constraints.txt")
     pip = [python, "-m", "pip", "--disable-pip-version-check", "install", "-q"]
     quiet(pip + [TORCH])
