@@ -32,6 +32,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def write_notebook(root: Path, *cells: str) -> Path:
+    """root/panel.ipynb with these code cells, for the default python3 kernel."""
+    root.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "panel.ipynb")
+    return root / "panel.ipynb"
+
+
 RECORDED_CELL = """from lmtune_widgets import TuningPanel
 panel = TuningPanel()  # the defaults: recorded with 5 seeds in the bundled atlas
 panel"""
@@ -43,11 +53,7 @@ def lab(tmp_path, request):
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM} "
                     "(.ci/run installs it: apt-get install chromium)")
     root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(getattr(request, "param", PANEL_CELL))]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "panel.ipynb")
+    write_notebook(root, getattr(request, "param", PANEL_CELL))
     settings = tmp_path / "settings"
     for plugin, values in {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
                            {"fetchNews": "false", "checkForUpdates": False},
@@ -73,11 +79,7 @@ def lab(tmp_path, request):
             pytest.fail("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-2000:])
         yield f"http://127.0.0.1:{port}/lab/tree/panel.ipynb?token={token}"
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
 
 
 def test_panel_in_jupyterlab(lab, tmp_path):
@@ -265,11 +267,7 @@ def test_panel_in_notebook_7(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
     root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(RECORDED_CELL)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "panel.ipynb")
+    write_notebook(root, RECORDED_CELL)
     port, token = free_port(), "lmtune-test"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}  # no news or update checks from a user's own settings

@@ -132,18 +132,13 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
     """Colab's widget stack is the classic one: notebook 6.5, widgetsnbextension 3.6, ipywidgets 7.7. In Chromium:
     the recorded band shows without training; a slider step leaves the recorded settings; Run trains live and Stop
     ends the run, which keeps its curves and joins the history as stopped."""
-    import nbformat
     from playwright.sync_api import expect, sync_playwright
-    from test_browser import BROWSER_ARGS, CHROMIUM, _keep, _serve, _stop, free_port
+    from test_browser import BROWSER_ARGS, CHROMIUM, _keep, _serve, _stop, free_port, write_notebook
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
     root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(PROBE_CELL), nbformat.v4.new_code_cell(CLASSIC_CELL)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "panel.ipynb")
+    write_notebook(root, PROBE_CELL, CLASSIC_CELL)
     port, token = free_port(), "lmtune-test"
     env = {**os.environ, **OFFLINE, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data")}  # only the stack's own kernel and extensions

@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from test_browser import free_port
+from test_browser import _stop, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,8 +79,4 @@ def test_python_m_lmtune_widgets_lab_serves_the_lessons(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernels?token={token}", timeout=5):
             pass
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
