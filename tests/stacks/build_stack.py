@@ -118,8 +118,7 @@ def build(folder: Path) -> None:
     reached = colab_part_of(python, constraints)
     if reached:
         quiet(pip + ["-c", str(constraints)] + reached)
-    subprocess.run([python, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"], check=True,
-                   stdout=subprocess.DEVNULL)
+    quiet([python, "-Xfrozen_modules=off", "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"])
     quiet([python, "-m", "pip", "check"])
     print(f"{folder.name}: Colab's stack ({FREEZE.name}) with {TORCH}, {len(reached)} more of Colab's packages that "
           "the kit's requirements reach")
