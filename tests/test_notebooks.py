@@ -56,6 +56,9 @@ def test_notebook_executes(path, tmp_path):
     executed = nbformat.read(output, as_version=4)
     pictures = sum("image/png" in o.get("data", {}) for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert pictures >= 2, "an executed lesson shows static figures"
+    shown = json.dumps([c.outputs for c in executed.cells if c.cell_type == "code"])
+    for noise in ("LOAD REPORT", "newly initialized", "Loading weights", "de-quantizing"):  # libraries' own reports
+        assert noise not in shown, f"{path.stem} shows a library's load report: {noise!r}"
     if path.stem == "00_start_here":
         assert set(data["preset_verdicts"]) == {"underfit", "good", "overfit", "diverge"}
     if path.stem == "01_learning_rate":
