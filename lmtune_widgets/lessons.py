@@ -58,8 +58,9 @@ def setup() -> str:
 
     device = f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"Training will run on: {device}")
-    if device_note():
-        print(device_note())
+    note = device_note()
+    if note:
+        print(note)
     if in_colab():
         _colab_setup()
     return device
@@ -78,7 +79,7 @@ def _colab_setup() -> None:
         print(f"ipywidgets {ipywidgets.__version__}: Colab's custom widget manager is on (Colab ships 7.7, which "
               "needs none).")
     print(f"Computed once and kept in {cache_root()}: the runtime's own disk, emptied when the runtime is reset "
-          "(then the first run computes them again, in seconds for MiniLM, about 30 s for the LLM).")
+          "(then the first run computes them again, in seconds for MiniLM, under a minute for the LLM).")
 
 
 def base_config(quick: bool, **overrides: Any) -> FineTuneConfig:

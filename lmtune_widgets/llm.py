@@ -144,7 +144,7 @@ def bundled_llm_folder(name: str) -> Path:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     making = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".making-"))
-    print(f"Reading {name} from its GGUF file, once: about 30 s on a laptop; later runs load the float32 copy "
+    print(f"Reading {name} from its GGUF file, once: under a minute on a laptop; later runs load the float32 copy "
           f"kept in {folder.parent}.", flush=True)
     try:
         with _quiet_gguf_progress():
