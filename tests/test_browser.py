@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -83,40 +84,33 @@ def lab(tmp_path, request):
 
 
 def test_panel_in_jupyterlab(lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shots = [tmp_path / "panel-before.png", tmp_path / "panel-after.png"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1900})
-            page.goto(lab)
-            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-            slider = page.locator(".jp-OutputArea .widget-slider").first
-            slider.wait_for(timeout=120_000)
-            readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
-            before_value = readout.inner_text()
-            handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first
-            handle.focus()
-            for _ in range(3):
-                page.keyboard.press("ArrowRight")
-            expect(readout).not_to_have_text(before_value, timeout=10_000)
-            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
-            old_src = curves.get_attribute("src")
-            page.screenshot(path=str(shots[0]), full_page=True)
-            page.locator("button.jupyter-button:has-text('Run')").first.click()
-            expect(curves).not_to_have_attribute("src", old_src, timeout=120_000)
-            verdict = page.locator(".jp-OutputArea").get_by_text(
-                __import__("re").compile("GOOD FIT|UNDERFITTING|OVERFITTING|DIVERGED"))
-            expect(verdict.first).to_be_visible(timeout=180_000)
-            expect(page.locator(".jp-OutputArea td", has_text="learning rate=").first).to_be_visible()
-            page.screenshot(path=str(shots[1]), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page(1400, 1900) as page:
+        page.goto(lab)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
+        page.click("li.lm-MenuBar-item:has-text('Run')")
+        page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+        slider = page.locator(".jp-OutputArea .widget-slider").first
+        slider.wait_for(timeout=120_000)
+        readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
+        before_value = readout.inner_text()
+        handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first
+        handle.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        expect(readout).not_to_have_text(before_value, timeout=10_000)
+        curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+        old_src = curves.get_attribute("src")
+        page.screenshot(path=str(shots[0]), full_page=True)
+        page.locator("button.jupyter-button:has-text('Run')").first.click()
+        expect(curves).not_to_have_attribute("src", old_src, timeout=120_000)
+        verdict = page.locator(".jp-OutputArea").get_by_text(
+            __import__("re").compile("GOOD FIT|UNDERFITTING|OVERFITTING|DIVERGED"))
+        expect(verdict.first).to_be_visible(timeout=180_000)
+        expect(page.locator(".jp-OutputArea td", has_text="learning rate=").first).to_be_visible()
+        page.screenshot(path=str(shots[1]), full_page=True)
     for shot in shots:
         assert shot.stat().st_size > 20_000
         if os.environ.get("LMTUNE_SCREENSHOTS"):
@@ -128,39 +122,32 @@ def test_panel_in_jupyterlab(lab, tmp_path):
 def test_recorded_band_in_jupyterlab(lab, tmp_path):
     """On recorded settings the panel shows their seed band at once, without training; one slider step away it says
     they are not recorded; one step back, the band again."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shot = tmp_path / "panel-recorded.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1900})
-            page.goto(lab)
-            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-            recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
-            expect(recorded.first).to_be_visible(timeout=120_000)
-            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
-            band_src = curves.get_attribute("src")
-            handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first  # the learning rate
-            handle.focus()
-            page.keyboard.press("ArrowRight")
-            expect(page.locator(".jp-OutputArea").get_by_text("These settings are not recorded").first).to_be_visible(
-                timeout=20_000)
-            expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
-            empty_src = curves.get_attribute("src")
-            t = time.perf_counter()
-            page.keyboard.press("ArrowLeft")
-            expect(curves).not_to_have_attribute("src", empty_src, timeout=20_000)  # the band, drawn again
-            print(f"band shown {time.perf_counter() - t:.2f} s after the key press (browser round trip included)")
-            expect(recorded.first).to_be_visible()
-            assert page.locator(".jp-OutputArea td").count() == 0  # nothing was trained: the history table is empty
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page(1400, 1900) as page:
+        page.goto(lab)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
+        page.click("li.lm-MenuBar-item:has-text('Run')")
+        page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+        recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
+        expect(recorded.first).to_be_visible(timeout=120_000)
+        curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+        band_src = curves.get_attribute("src")
+        handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first  # the learning rate
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        expect(page.locator(".jp-OutputArea").get_by_text("These settings are not recorded").first).to_be_visible(
+            timeout=20_000)
+        expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
+        empty_src = curves.get_attribute("src")
+        t = time.perf_counter()
+        page.keyboard.press("ArrowLeft")
+        expect(curves).not_to_have_attribute("src", empty_src, timeout=20_000)  # the band, drawn again
+        print(f"band shown {time.perf_counter() - t:.2f} s after the key press (browser round trip included)")
+        expect(recorded.first).to_be_visible()
+        assert page.locator(".jp-OutputArea td").count() == 0  # nothing was trained: the history table is empty
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
     if os.environ.get("LMTUNE_SCREENSHOTS"):
         Path(os.environ["LMTUNE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
@@ -173,6 +160,19 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-sync", "--no-first-run"]
 # A share string for the app: small enough that a click on Run trains in seconds.
 APP_SETTINGS = '{"max_train_samples":32,"max_eval_samples":32,"num_train_epochs":1,"freeze_layers":5}'
+
+
+@contextmanager
+def chromium_page(width: int, height: int):
+    """A page of Debian's Chromium (Playwright, no browser download), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 def _serve(command: list[str], probe: str, log: Path, env: dict):
@@ -214,7 +214,7 @@ def test_make_app_serves_the_panel_with_voila(tmp_path):
     curve picture changes."""
     import re
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
@@ -227,33 +227,28 @@ def test_make_app_serves_the_panel_with_voila(tmp_path):
                     tmp_path / "voila.log", env)  # not "/": every page load runs the notebook
     shots = [tmp_path / "app-before.png", tmp_path / "app-after.png"]
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1600})
-                page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
-                slider = page.locator(".widget-slider").first
-                slider.wait_for(timeout=120_000)
-                assert page.get_by_text("TuningPanel(").count() == 0  # no code showing
-                schedule = page.locator("img.widget-image").first
-                expect(schedule).to_have_attribute("src", re.compile("^blob:|^data:"), timeout=30_000)
-                readout = page.locator(".widget-slider .widget-readout").first
-                before_value, old_plan = readout.inner_text(), schedule.get_attribute("src")
-                page.locator(".widget-slider .noUi-handle").first.focus()  # the learning rate
-                page.keyboard.press("ArrowRight")
-                expect(readout).not_to_have_text(before_value, timeout=10_000)
-                expect(schedule).not_to_have_attribute("src", old_plan, timeout=20_000)  # the planned rates, redrawn
-                curves = page.locator("img.widget-image").nth(1)
-                old_src = curves.get_attribute("src")
-                page.screenshot(path=str(shots[0]), full_page=True)
-                page.locator("button.jupyter-button:has-text('Run')").first.click()
-                expect(curves).not_to_have_attribute("src", old_src, timeout=120_000)
-                verdict = page.get_by_text(re.compile("GOOD FIT|UNDERFITTING|OVERFITTING|DIVERGED"))
-                expect(verdict.first).to_be_visible(timeout=180_000)
-                expect(page.locator("td", has_text="learning rate=").first).to_be_visible()
-                page.screenshot(path=str(shots[1]), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page(1400, 1600) as page:
+            page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+            slider = page.locator(".widget-slider").first
+            slider.wait_for(timeout=120_000)
+            assert page.get_by_text("TuningPanel(").count() == 0  # no code showing
+            schedule = page.locator("img.widget-image").first
+            expect(schedule).to_have_attribute("src", re.compile("^blob:|^data:"), timeout=30_000)
+            readout = page.locator(".widget-slider .widget-readout").first
+            before_value, old_plan = readout.inner_text(), schedule.get_attribute("src")
+            page.locator(".widget-slider .noUi-handle").first.focus()  # the learning rate
+            page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text(before_value, timeout=10_000)
+            expect(schedule).not_to_have_attribute("src", old_plan, timeout=20_000)  # the planned rates, redrawn
+            curves = page.locator("img.widget-image").nth(1)
+            old_src = curves.get_attribute("src")
+            page.screenshot(path=str(shots[0]), full_page=True)
+            page.locator("button.jupyter-button:has-text('Run')").first.click()
+            expect(curves).not_to_have_attribute("src", old_src, timeout=120_000)
+            verdict = page.get_by_text(re.compile("GOOD FIT|UNDERFITTING|OVERFITTING|DIVERGED"))
+            expect(verdict.first).to_be_visible(timeout=180_000)
+            expect(page.locator("td", has_text="learning rate=").first).to_be_visible()
+            page.screenshot(path=str(shots[1]), full_page=True)
     finally:
         _stop(server)
     _keep(*shots)
@@ -262,7 +257,7 @@ def test_make_app_serves_the_panel_with_voila(tmp_path):
 def test_panel_in_notebook_7(tmp_path):
     """The panel in Jupyter Notebook 7: the defaults' recorded band shows without training, and one step of the
     learning-rate slider changes the picture (these settings are not recorded)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
@@ -276,33 +271,28 @@ def test_panel_in_notebook_7(tmp_path):
                     f"http://127.0.0.1:{port}/api/status?token={token}", tmp_path / "notebook.log", env)
     shots = [tmp_path / "notebook7-recorded.png", tmp_path / "notebook7-moved.png"]
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1700})
-                page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
-                # Run All only once the kernel is up: earlier, Notebook 7 drops the command
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-                page.click("li.lm-MenuBar-item:has-text('Run')")
-                page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-                recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
-                expect(recorded.first).to_be_visible(timeout=120_000)
-                curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
-                band_src = curves.get_attribute("src")
-                readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
-                assert readout.inner_text() == "5.0e-4"
-                page.screenshot(path=str(shots[0]), full_page=True)
-                # In Notebook 7 the slider's handle ignores the arrow keys (JupyterLab's do not): click its track
-                track = page.locator(".jp-OutputArea .widget-slider .noUi-target").first  # the learning rate
-                box = track.bounding_box()
-                track.click(position={"x": box["width"] * 0.8, "y": box["height"] / 2})
-                expect(readout).not_to_have_text("5.0e-4", timeout=10_000)
-                expect(page.locator(".jp-OutputArea").get_by_text("These settings are not recorded").first
-                       ).to_be_visible(timeout=20_000)
-                expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
-                page.screenshot(path=str(shots[1]), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page(1400, 1700) as page:
+            page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
+            # Run All only once the kernel is up: earlier, Notebook 7 drops the command
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            page.click("li.lm-MenuBar-item:has-text('Run')")
+            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+            recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
+            expect(recorded.first).to_be_visible(timeout=120_000)
+            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+            band_src = curves.get_attribute("src")
+            readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
+            assert readout.inner_text() == "5.0e-4"
+            page.screenshot(path=str(shots[0]), full_page=True)
+            # In Notebook 7 the slider's handle ignores the arrow keys (JupyterLab's do not): click its track
+            track = page.locator(".jp-OutputArea .widget-slider .noUi-target").first  # the learning rate
+            box = track.bounding_box()
+            track.click(position={"x": box["width"] * 0.8, "y": box["height"] / 2})
+            expect(readout).not_to_have_text("5.0e-4", timeout=10_000)
+            expect(page.locator(".jp-OutputArea").get_by_text("These settings are not recorded").first
+                   ).to_be_visible(timeout=20_000)
+            expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
+            page.screenshot(path=str(shots[1]), full_page=True)
     finally:
         _stop(server)
     _keep(*shots)

@@ -132,8 +132,8 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
     """Colab's widget stack is the classic one: notebook 6.5, widgetsnbextension 3.6, ipywidgets 7.7. In Chromium:
     the recorded band shows without training; a slider step leaves the recorded settings; Run trains live and Stop
     ends the run, which keeps its curves and joins the history as stopped."""
-    from playwright.sync_api import expect, sync_playwright
-    from test_browser import BROWSER_ARGS, CHROMIUM, _keep, _serve, _stop, free_port, write_notebook
+    from playwright.sync_api import expect
+    from test_browser import CHROMIUM, _keep, _serve, _stop, chromium_page, free_port, write_notebook
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
@@ -147,47 +147,42 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
                     f"http://127.0.0.1:{port}/api/status?token={token}", tmp_path / "notebook6.log", env)
     shots = [tmp_path / "classic-recorded.png", tmp_path / "classic-stopped.png"]
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1900})
-                page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
-                page.wait_for_function("!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && "
-                                       "Jupyter.notebook.kernel.is_connected())", timeout=90_000)
-                # Widgets displayed before the page's widget manager has finished starting are closed by it, unseen:
-                # show a probe slider until one renders, then run the panel's cell.
-                probe = page.locator(".cell").nth(0).locator(".widget-slider")
-                for _ in range(30):
-                    page.evaluate("Jupyter.notebook.execute_cells([0])")
-                    try:
-                        probe.wait_for(timeout=3_000)
-                        break
-                    except Exception:
-                        continue
-                page.evaluate("Jupyter.notebook.execute_cells([1])")
-                out = page.locator(".cell").nth(1).locator(".output_area")
-                expect(out.get_by_text("ipywidgets 7.7.1").first).to_be_visible(timeout=60_000)
-                recorded = out.locator(".widget-html").get_by_text("Recorded:")  # drawn as a widget, not a repr
-                expect(recorded.first).to_be_visible(timeout=120_000)
-                curves = out.locator("img.widget-image").nth(1)
-                band_src = curves.get_attribute("src")
-                readout = out.locator(".widget-readout").first  # the learning rate
-                assert readout.inner_text() == "5.0e-4"
-                page.screenshot(path=str(shots[0]), full_page=True)
-                out.locator(".widget-hslider .ui-slider-handle").first.focus()
-                page.keyboard.press("ArrowRight")
-                expect(readout).not_to_have_text("5.0e-4", timeout=10_000)
-                expect(out.get_by_text("These settings are not recorded").first).to_be_visible(timeout=20_000)
-                expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
-                empty_src = curves.get_attribute("src")
-                out.locator("button.jupyter-button:has-text('Run')").first.click()
-                expect(curves).not_to_have_attribute("src", empty_src, timeout=120_000)  # a live point was drawn
-                out.locator("button.jupyter-button:has-text('Stop')").first.click()
-                expect(out.get_by_text("(stopped)").first).to_be_visible(timeout=60_000)
-                expect(out.locator("td", has_text="learning rate=").first).to_be_visible()
-                page.screenshot(path=str(shots[1]), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page(1400, 1900) as page:
+            page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
+            page.wait_for_function("!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && "
+                                   "Jupyter.notebook.kernel.is_connected())", timeout=90_000)
+            # Widgets displayed before the page's widget manager has finished starting are closed by it, unseen:
+            # show a probe slider until one renders, then run the panel's cell.
+            probe = page.locator(".cell").nth(0).locator(".widget-slider")
+            for _ in range(30):
+                page.evaluate("Jupyter.notebook.execute_cells([0])")
+                try:
+                    probe.wait_for(timeout=3_000)
+                    break
+                except Exception:
+                    continue
+            page.evaluate("Jupyter.notebook.execute_cells([1])")
+            out = page.locator(".cell").nth(1).locator(".output_area")
+            expect(out.get_by_text("ipywidgets 7.7.1").first).to_be_visible(timeout=60_000)
+            recorded = out.locator(".widget-html").get_by_text("Recorded:")  # drawn as a widget, not a repr
+            expect(recorded.first).to_be_visible(timeout=120_000)
+            curves = out.locator("img.widget-image").nth(1)
+            band_src = curves.get_attribute("src")
+            readout = out.locator(".widget-readout").first  # the learning rate
+            assert readout.inner_text() == "5.0e-4"
+            page.screenshot(path=str(shots[0]), full_page=True)
+            out.locator(".widget-hslider .ui-slider-handle").first.focus()
+            page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text("5.0e-4", timeout=10_000)
+            expect(out.get_by_text("These settings are not recorded").first).to_be_visible(timeout=20_000)
+            expect(curves).not_to_have_attribute("src", band_src, timeout=20_000)
+            empty_src = curves.get_attribute("src")
+            out.locator("button.jupyter-button:has-text('Run')").first.click()
+            expect(curves).not_to_have_attribute("src", empty_src, timeout=120_000)  # a live point was drawn
+            out.locator("button.jupyter-button:has-text('Stop')").first.click()
+            expect(out.get_by_text("(stopped)").first).to_be_visible(timeout=60_000)
+            expect(out.locator("td", has_text="learning rate=").first).to_be_visible()
+            page.screenshot(path=str(shots[1]), full_page=True)
     finally:
         _stop(server)
     _keep(*shots)
