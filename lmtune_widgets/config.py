@@ -27,6 +27,8 @@ SCHEDULES = (
     "constant",
     "constant_with_warmup",
     "inverse_sqrt",
+    "warmup_stable_decay",
+    "cosine_with_min_lr",
 )
 TASKS = ("sentiment", "topic")
 
@@ -51,7 +53,7 @@ FIELDS: dict[str, Field] = {
     "lr_scheduler_type": Field(choices=SCHEDULES, help="How the learning rate changes over the run, after warmup."),
     "warmup_ratio": Field(0.0, 0.5, help="Fraction of the steps spent raising the learning rate from 0. Steadies the first steps."),
     "freeze_layers": Field(0, 1000, help="Embeddings + the bottom N layers are frozen. More: faster and fewer trainable weights, but less to adapt."),
-    "seed": Field(0, 2**31 - 1, help="Seeds the new head's weights, dropout, shuffling and label noise. Same seed, same curves."),
+    "seed": Field(0, 2**31 - 1, help="Seeds the new head's weights, dropout, label noise and (unless data_seed is set) the data order. Same seed, same curves."),
     "max_train_samples": Field(8, 1_000_000, help="How many training examples to use. Fewer: faster, but easier to memorise (overfit)."),
     "max_eval_samples": Field(8, 1_000_000, help="How many validation examples each evaluation uses."),
     "label_noise": Field(0.0, 0.5, help="Fraction of training labels flipped at random (outliers). Validation labels stay clean."),
@@ -69,10 +71,17 @@ FIELDS: dict[str, Field] = {
     "lora_alpha": Field(1e-3, 1e4, help="LoRA scale: the learnt change is multiplied by alpha / r. Often 2 x r."),
     "lora_dropout": Field(0.0, 0.9, help="Dropout on the input of the LoRA matrices while training."),
     "pooling": Field(choices=("cls", "mean"), help="What the classification head reads: 'cls' the first token (the architecture's own head), 'mean' the average of the message's tokens, as MiniLM was pretrained to embed sentences."),
-    "lora_target_modules": Field(help="Which linear layers get LoRA matrices, by name (e.g. q_proj, v_proj: the attention projections)."),
+    "lora_target_modules": Field(help="Which linear layers get LoRA matrices, by name (e.g. q_proj, v_proj: the attention projections), or 'all-linear' (every linear layer of a block, MLP included)."),
+    "data_seed": Field(0, 2**31 - 1, help="Seeds only the order the training examples come in (None: the seed). Apart from seed, it separates the two noises: initialisation and data order."),
+    "label_smoothing_factor": Field(0.0, 0.5, help="Trains towards (1 - f) on the right class and f spread over all classes: the model is never pushed to total certainty. Another answer to noisy labels."),
+    "lr_decay_ratio": Field(0.0, 1.0, help="warmup_stable_decay only: the fraction of the steps spent decaying the rate to 0 at the end; before it the rate stays at its peak."),
+    "min_lr_rate": Field(0.0, 1.0, help="cosine_with_min_lr only: the cosine ends at this fraction of the peak rate instead of 0."),
+    "use_rslora": Field(choices=(False, True), help="Rank-stabilised LoRA: the change is scaled by alpha / sqrt(r) instead of alpha / r, so a higher rank is not damped."),
 }
 # Added after runs were recorded: at their defaults they are left out of `config_key`, so recorded runs still match.
-LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "pooling")
+LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "pooling",
+                "data_seed", "label_smoothing_factor", "lr_decay_ratio", "min_lr_rate", "use_rslora")
+ALL_LINEAR = "all-linear"  # peft's name for "every linear layer of the adapted blocks" (lora_target_modules)
 LLM_MODELS = ("smollm2",)  # bundled decoder LLMs: fine-tuned as instructions (see llm.py), not with a class head
 
 
@@ -107,6 +116,11 @@ class FineTuneConfig:
     lora_dropout: float = 0.05  # dropout before the LoRA matrices (peft's lora_dropout)
     lora_target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")  # layers given LoRA (peft's target_modules)
     pooling: str = "cls"  # what the head reads: the first token ("cls") or the mean of the tokens ("mean")
+    data_seed: int | None = None  # the training data's order alone (transformers' data_seed); None: the seed
+    label_smoothing_factor: float = 0.0  # the target: 1 - f on the label, f spread over the classes (Trainer's name)
+    lr_decay_ratio: float = 0.2  # warmup_stable_decay: the fraction of the steps in its final decay
+    min_lr_rate: float = 0.1  # cosine_with_min_lr: where the cosine ends, as a fraction of the peak
+    use_rslora: bool = False  # LoRA scaled by alpha / sqrt(r) instead of alpha / r (peft's use_rslora)
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_target_modules, (list, str)):  # JSON gives a list; "q_proj,v_proj" from a command line
@@ -115,8 +129,17 @@ class FineTuneConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             _check(f.name, value, f.type)
-            if f.type == "int" and not isinstance(value, int):  # a whole float such as 16.0 (checked above)
+            if f.type.startswith("int") and value is not None and not isinstance(value, int):  # a whole float (16.0)
                 object.__setattr__(self, f.name, int(value))
+        if self.lr_scheduler_type == "warmup_stable_decay" and self.warmup_ratio + self.lr_decay_ratio > 1:
+            raise ValueError(f"lr_decay_ratio={self.lr_decay_ratio:g} is out of range with warmup_ratio="
+                             f"{self.warmup_ratio:g}: warmup and decay share the steps, so allowed from 0 to "
+                             f"{1 - self.warmup_ratio:g}")
+
+    @property
+    def shuffle_seed(self) -> int:
+        """The seed of the training data's order: `data_seed`, or `seed` when it is None."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     # ------------------------------------------------------------------ building and copying
     @classmethod
@@ -207,7 +230,14 @@ def _check(name: str, value: Any, type_name: str) -> None:
     if type_name == "tuple":
         if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise ValueError(f"{name}={value!r} is not valid: expected one or more module names such as ('q_proj', 'v_proj')")
+        if ALL_LINEAR in value and len(value) > 1:
+            raise ValueError(f"{name}={value!r} is not valid: {ALL_LINEAR!r} already means every linear layer; "
+                             "give it alone or name the layers")
         return
+    if type_name == "int | None":
+        if value is None:
+            return
+        type_name = "int"
     if type_name in ("str", "str | None"):
         if value is None and type_name == "str | None":
             return
@@ -226,7 +256,7 @@ def _check(name: str, value: Any, type_name: str) -> None:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
 
 
 def config_key(config: FineTuneConfig, seed: bool = False) -> tuple:

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from . import feature_cache
-from .config import FineTuneConfig
+from .config import ALL_LINEAR, FineTuneConfig
 from .data import flip_labels, load_splits
 from .models import _load, _set_dropout_modules, count_parameters, freeze_bottom, set_dropout, transformer_layers
 from .runs import Run
@@ -190,15 +190,21 @@ def load_causal_lm(name: str, dropout: float = 0.0, from_scratch: bool = False, 
 
 def add_lora(model: nn.Module, config: FineTuneConfig, num_layers: int) -> nn.Module:
     """Wrap `model` with LoRA adapters (peft) in the blocks above `freeze_layers`; every pretrained weight is
-    frozen. B starts at zero, so the wrapped model gives exactly the pretrained model's outputs at step 0."""
+    frozen. B starts at zero, so the wrapped model gives exactly the pretrained model's outputs at step 0.
+    `lora_target_modules=("all-linear",)` means what peft's "all-linear" means, every linear layer of those blocks
+    (attention and MLP) and never the output layer; peft takes it only for a whole model, so the names are listed. `use_rslora` scales by alpha / sqrt(r) (peft's rank-stabilised LoRA)."""
     from peft import LoraConfig, get_peft_model
 
     layers = list(range(config.freeze_layers, num_layers))
     if not layers:
         raise ValueError(f"freeze_layers={config.freeze_layers} leaves no layer for LoRA (lora_r={config.lora_r}); "
                          f"allowed from 0 to {num_layers - 1}")
+    targets = list(config.lora_target_modules)
+    if targets == [ALL_LINEAR]:  # peft refuses its own "all-linear" with layers_to_transform: the same set, named
+        targets = sorted({path.split(".")[-1] for path, m in transformer_layers(model).named_modules()
+                          if isinstance(m, nn.Linear)})
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_target_modules), layers_to_transform=layers)
+                      target_modules=targets, layers_to_transform=layers, use_rslora=config.use_rslora)
     torch.manual_seed(config.seed)  # LoRA's A matrices are random
     try:
         with warnings.catch_warnings():  # peft 0.21 asks transformers 5 a deprecated question; nothing to act on
@@ -279,7 +285,8 @@ class Instructions:
         answers = [len(self.label_ids[job.train["label"][i]]) for i in batch]
         states = [job.train_states[i] for i in batch] if job.prefix is not None else None
         token_logprobs, _ = answer_logprobs(job.model, ids, answers, job.tokenizer.pad_token_id, job.device,
-                                            job.autocast, job.prefix, states)
+                                            job.autocast, job.prefix, states,
+                                            smoothing=job.config.label_smoothing_factor)
         return -token_logprobs.sum() / sum(answers)
 
     def evaluate(self, job: Job, ids: list, labels: list[int], states: list | None):
@@ -329,10 +336,12 @@ class Instructions:
 
 def answer_logprobs(model, ids: list[list[int]], answers: list[int], pad_id: int, device, autocast,
                     prefix: FrozenPrefix | None = None, states: list | None = None,
-                    firsts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    firsts: torch.Tensor | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities of each sequence's last `answers[r]` tokens given what comes before, concatenated
     (sum(answers),), and with `firsts` the log-probabilities of those token ids at each answer's first position
-    (B, len(firsts)). The output layer (49k words for SmolLM2) runs only at the answer positions."""
+    (B, len(firsts)). The output layer (49k words for SmolLM2) runs only at the answer positions. With `smoothing`
+    f, each token's value is (1 - f) x its log-probability + f x the mean over the vocabulary, as Trainer's
+    `LabelSmoother` smooths a language model's targets."""
     inputs = pad_batch(ids, pad_id, device)
     if prefix is not None:
         prefix.use(states)
@@ -348,6 +357,8 @@ def answer_logprobs(model, ids: list[list[int]], answers: list[int], pad_id: int
         logits = base.get_output_embeddings()(hidden[rows, positions])  # (sum(answers), vocab)
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     token_logprobs = logprobs.gather(1, targets[:, None])[:, 0]
+    if smoothing:
+        token_logprobs = (1 - smoothing) * token_logprobs + smoothing * logprobs.mean(-1)
     first = None
     if firsts is not None:
         starts = torch.tensor([0] + answers[:-1], device=device).cumsum(0)  # each row's first answer token

@@ -274,8 +274,9 @@ def plan_parameters(name: str, num_labels: int, freeze_layers: int, lora_r: int 
     rows = parameters_by_layer(skeleton)
     if lora_r <= 0:
         return rows
+    every = tuple(lora_target_modules) == ("all-linear",)  # peft's name: every linear layer of the blocks
     adapters = [sum(lora_r * (m.in_features + m.out_features) for path, m in layer.named_modules()
-                    if isinstance(m, nn.Linear) and path.split(".")[-1] in lora_target_modules)
+                    if isinstance(m, nn.Linear) and (every or path.split(".")[-1] in lora_target_modules))
                 if i >= freeze_layers else 0 for i, layer in enumerate(layers)]
     return [(part, adapters[i - 1], total + adapters[i - 1]) if 1 <= i <= len(layers) else (part, 0, total)
             for i, (part, _, total) in enumerate(rows)]

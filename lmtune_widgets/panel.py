@@ -62,14 +62,24 @@ LABELS = {  # short descriptions shown next to each control
     "lora_alpha": "LoRA alpha",
     "task": "task",
     "seed": "seed",
+    "label_smoothing_factor": "label smoothing",
+    "lr_decay_ratio": "decay fraction",
+    "min_lr_rate": "cosine floor",
+    "lora_target_modules": "LoRA on",
+    "use_rslora": "rsLoRA",
+    "data_seed": "data order seed",
 }
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 ACCUMULATION_STEPS = [1, 2, 4, 8, 16]
 LORA_RANKS = [0, 1, 2, 4, 8, 16, 32, 64]  # 0: no LoRA
 LORA_ALPHAS = [1, 2, 4, 8, 16, 32, 64, 128]
+LORA_TARGETS = [("attention (q, k, v, o)", ("q_proj", "k_proj", "v_proj", "o_proj")), ("every linear layer", ("all-linear",))]
+DATA_SEEDS = [("same as seed", None), *((str(s), s) for s in (0, 1, 2, 3, 4, 42))]
 # Controls that apply to one kind of model only: disabled (with the reason as their tooltip) for the other kind.
 LLM_ONLY = {"lora_r": "LoRA adapters are for the decoder LLM (preset llm_lora); MiniLM trains what freeze_layers leaves.",
-            "lora_alpha": "LoRA adapters are for the decoder LLM (preset llm_lora)."}
+            "lora_alpha": "LoRA adapters are for the decoder LLM (preset llm_lora).",
+            "lora_target_modules": "LoRA adapters are for the decoder LLM (preset llm_lora).",
+            "use_rslora": "LoRA adapters are for the decoder LLM (preset llm_lora)."}
 ENCODER_ONLY = {"pooling": "A decoder LLM answers in words: it has no classification head to read tokens."}
 
 
@@ -81,6 +91,14 @@ def slider_rate(value: float) -> float:
     if math.isfinite(position) and abs(position - round(position)) < 1e-6:
         return float(f"{10 ** (round(position) / 10):.2g}")
     return value
+def _with_option(options: list, value: Any) -> list:
+    """A dropdown's (label, value) options, with `value` added (labelled as itself) when it is not one of them."""
+    if value in [o[1] for o in options]:
+        return list(options)
+    label = ", ".join(value) if isinstance(value, tuple) else str(value)
+    return [*options, (label, value)]
+
+
 STYLE = {"description_width": "120px"}
 LAYOUT = widgets.Layout(width="360px")
 
@@ -234,10 +252,14 @@ class TuningPanel:
             "num_train_epochs": widgets.FloatSlider(value=b.num_train_epochs, min=0.5, max=max(20, b.num_train_epochs),
                                                     step=0.5, **common),
             "dropout": widgets.FloatSlider(value=b.dropout, min=0, max=0.9, step=0.05, **common),
+            "label_smoothing_factor": widgets.FloatSlider(value=b.label_smoothing_factor, min=0, max=0.5, step=0.05,
+                                                          **common),
             "weight_decay": widgets.FloatSlider(value=b.weight_decay, min=0, max=1, step=0.01, **common),
             "lr_scheduler_type": widgets.Dropdown(options=list(SCHEDULES), value=b.lr_scheduler_type,
                                                   style=STYLE, layout=LAYOUT),
             "warmup_ratio": widgets.FloatSlider(value=b.warmup_ratio, min=0, max=0.5, step=0.05, **common),
+            "lr_decay_ratio": widgets.FloatSlider(value=b.lr_decay_ratio, min=0, max=1, step=0.05, **common),
+            "min_lr_rate": widgets.FloatSlider(value=b.min_lr_rate, min=0, max=1, step=0.05, **common),
             "freeze_layers": widgets.IntSlider(value=b.freeze_layers, min=0, max=self.state.num_layers(), step=1,
                                                **common),
             "pooling": widgets.Dropdown(options=[("first token (cls)", "cls"), ("mean of tokens", "mean")],
@@ -252,8 +274,13 @@ class TuningPanel:
             "lora_r": widgets.SelectionSlider(options=sorted(set(LORA_RANKS) | {b.lora_r}), value=b.lora_r, **common),
             "lora_alpha": widgets.SelectionSlider(options=sorted(set(LORA_ALPHAS) | {b.lora_alpha}), value=b.lora_alpha,
                                                   **common),
+            "lora_target_modules": widgets.Dropdown(options=_with_option(LORA_TARGETS, b.lora_target_modules),
+                                                    value=b.lora_target_modules, style=STYLE, layout=LAYOUT),
+            "use_rslora": widgets.Checkbox(value=b.use_rslora, indent=True, style=STYLE, layout=LAYOUT),
             "task": widgets.Dropdown(options=list(TASKS), value=b.task, style=STYLE, layout=LAYOUT),
             "seed": widgets.BoundedIntText(value=b.seed, min=0, max=2**31 - 1, style=STYLE, layout=LAYOUT),
+            "data_seed": widgets.Dropdown(options=_with_option(DATA_SEEDS, b.data_seed), value=b.data_seed,
+                                          style=STYLE, layout=LAYOUT),
         }
         for name, control in controls.items():
             control.description = LABELS[name]
@@ -295,6 +322,9 @@ class TuningPanel:
                 value = getattr(config, name)
                 if isinstance(control, widgets.SelectionSlider) and value not in control.options:
                     control.options = sorted(set(control.options) | {value})
+                if isinstance(control, widgets.Dropdown) and value not in [o[1] if isinstance(o, tuple) else o
+                                                                           for o in control.options]:
+                    control.options = _with_option(list(control.options), value)
                 if isinstance(control, widgets.IntSlider) and name == "max_train_samples":
                     value = min(value, control.max)
                 control.value = value

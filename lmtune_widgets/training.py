@@ -199,10 +199,21 @@ def schedule_steps(config: FineTuneConfig, num_train: int) -> tuple[int, int, in
     return steps_per_epoch, total, warmup
 
 
+def scheduler_kwargs(config: FineTuneConfig, total: int) -> dict[str, Any]:
+    """What `TrainingArguments.lr_scheduler_kwargs` would hold for the config's schedule: warmup_stable_decay's
+    decay steps (ceil(lr_decay_ratio x total), like warmup's), cosine_with_min_lr's floor."""
+    if config.lr_scheduler_type == "warmup_stable_decay":
+        return {"num_decay_steps": math.ceil(config.lr_decay_ratio * total)}
+    if config.lr_scheduler_type == "cosine_with_min_lr":
+        return {"min_lr_rate": config.min_lr_rate}
+    return {}
+
+
 def make_scheduler(config: FineTuneConfig, optimizer, total: int, warmup: int):
     from transformers import get_scheduler
 
-    return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total,
+                         scheduler_specific_kwargs=scheduler_kwargs(config, total) or None)
 
 
 def planned_learning_rates(config: FineTuneConfig, num_train: int | None = None) -> list[float]:
@@ -370,7 +381,7 @@ def _job(config, run, model, tokenizer, device, autocast, dtype, train, validati
                  else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     return Job(config, run, model, tokenizer, device, autocast, scaler, optimizer, scheduler, train, validation,
-               prefix, train_states, validation_states, torch.Generator().manual_seed(config.seed), thorough,
+               prefix, train_states, validation_states, torch.Generator().manual_seed(config.shuffle_seed), thorough,
                trainable=[p for p in model.parameters() if p.requires_grad], objective=objective)
 
 
@@ -576,7 +587,9 @@ def add_point(job: Job) -> dict[str, Any]:
 
 
 def batch_loss(job: Job, batch: list[int]) -> torch.Tensor:
-    """The mean loss of one batch: cross-entropy of the class logits (an LLM: of its answer tokens)."""
+    """The mean loss of one batch: cross-entropy of the class logits (an LLM: of its answer tokens), smoothed as
+    `label_smoothing_factor` says (as Trainer's `LabelSmoother`). Evaluation losses are never smoothed: they stay
+    the plain cross-entropy, comparable between runs with and without smoothing."""
     if job.objective is not None:
         return job.objective.batch_loss(job, batch)
     inputs = pad_batch([job.train["input_ids"][i] for i in batch], job.tokenizer.pad_token_id, job.device)
@@ -585,7 +598,7 @@ def batch_loss(job: Job, batch: list[int]) -> torch.Tensor:
         job.prefix.use([job.train_states[i] for i in batch])
     with job.autocast:
         logits = job.model(**inputs).logits.float()  # (B, num_labels)
-    return nn.functional.cross_entropy(logits, labels)
+    return nn.functional.cross_entropy(logits, labels, label_smoothing=job.config.label_smoothing_factor)
 
 
 def train_step(job: Job, *batches: list[int]) -> float:

@@ -42,6 +42,13 @@ BAD_VALUES = [
     ("lora_target_modules", (), "lora_target_modules=() is not valid: expected one or more module names"),
     ("lora_target_modules", ("q_proj", 3), "lora_target_modules=('q_proj', 3) is not valid"),
     ("pooling", "max", "pooling='max' is not valid: choose one of cls, mean"),
+    ("data_seed", -1, "data_seed=-1 is out of range: allowed from 0 to 2147483647"),
+    ("data_seed", 1.5, "data_seed=1.5 is not valid: expected a whole number"),
+    ("label_smoothing_factor", 0.6, "label_smoothing_factor=0.6 is out of range: allowed from 0 to 0.5"),
+    ("lr_decay_ratio", 1.5, "lr_decay_ratio=1.5 is out of range: allowed from 0 to 1"),
+    ("min_lr_rate", -0.1, "min_lr_rate=-0.1 is out of range: allowed from 0 to 1"),
+    ("use_rslora", 1, "use_rslora=1 is not valid: expected True or False"),
+    ("lora_target_modules", ("all-linear", "q_proj"), "'all-linear' already means every linear layer"),
 ]
 
 
@@ -113,3 +120,22 @@ def test_bad_share_string_is_explained(text, message):
 
 def test_changes_lists_only_what_differs():
     assert FineTuneConfig(seed=7).changes() == {"seed": 7}
+
+
+def test_data_seed_defaults_to_the_seed_and_stays_out_of_share_strings_and_recorded_keys():
+    from lmtune_widgets.config import config_key
+
+    assert FineTuneConfig(seed=7).shuffle_seed == 7 and FineTuneConfig(seed=7, data_seed=3).shuffle_seed == 3
+    assert FineTuneConfig(data_seed=3.0).data_seed == 3 and isinstance(FineTuneConfig(data_seed=3.0).data_seed, int)
+    assert FineTuneConfig().to_share_string() == "{}"  # the defaults of the new knobs add nothing
+    assert config_key(FineTuneConfig()) == config_key(FineTuneConfig(label_smoothing_factor=0.0, data_seed=None))
+    assert config_key(FineTuneConfig(data_seed=1)) != config_key(FineTuneConfig())
+    shared = FineTuneConfig(data_seed=1, label_smoothing_factor=0.1, use_rslora=True, lora_target_modules="all-linear")
+    assert FineTuneConfig.from_share_string(shared.to_share_string()) == shared
+
+
+def test_warmup_and_decay_of_warmup_stable_decay_must_fit_in_the_run():
+    FineTuneConfig(lr_scheduler_type="warmup_stable_decay", warmup_ratio=0.3, lr_decay_ratio=0.7)
+    FineTuneConfig(warmup_ratio=0.5, lr_decay_ratio=0.9)  # only warmup_stable_decay decays by lr_decay_ratio
+    with pytest.raises(ValueError, match=r"lr_decay_ratio=0.8 is out of range with warmup_ratio=0.3: .* from 0 to 0.7"):
+        FineTuneConfig(lr_scheduler_type="warmup_stable_decay", warmup_ratio=0.3, lr_decay_ratio=0.8)

@@ -62,6 +62,47 @@ def test_same_seed_same_history_different_seed_different(short_config):
     assert strip(a) != strip(c)
 
 
+def test_data_seed_changes_the_data_order_alone_and_defaults_to_the_seed(short_config):
+    strip = lambda run: [{k: v for k, v in h.items() if k != "elapsed_s"} for h in run.history]  # noqa: E731
+    base = fine_tune(short_config)
+    assert strip(fine_tune(short_config.replace(data_seed=short_config.seed))) == strip(base)  # None means the seed
+    other_order = fine_tune(short_config.replace(data_seed=7))
+    other_init = fine_tune(short_config.replace(seed=7, data_seed=short_config.seed))
+    assert strip(other_order)[0] == strip(base)[0]  # step 0: the same head, before any batch
+    assert other_order.train_losses != base.train_losses  # other batches from the first step on
+    assert strip(other_init)[0]["eval_loss"] != strip(base)[0]["eval_loss"]  # another head
+    assert other_init.meta["flipped_labels"] == base.meta["flipped_labels"]
+
+
+def test_label_smoothing_trains_on_trainers_smoothed_loss_and_evaluates_plain_cross_entropy(short_config):
+    import torch
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    from lmtune_widgets.training import batch_loss, evaluate, prepare
+
+    job = prepare(short_config.replace(label_smoothing_factor=0.2))
+    job.model.eval()  # no dropout: the same logits twice
+    batch = list(range(8))
+    ours = batch_loss(job, batch).item()
+    plain = prepare(short_config)
+    plain.model.eval()
+    assert ours != pytest.approx(batch_loss(plain, batch).item(), rel=1e-6)
+    ids = [job.train["input_ids"][i] for i in batch]
+    from lmtune_widgets.training import pad_batch
+
+    job.prefix.use([job.train_states[i] for i in batch])
+    with torch.no_grad():
+        logits = job.model(**pad_batch(ids, job.tokenizer.pad_token_id, job.device)).logits
+    labels = torch.tensor([job.train["label"][i] for i in batch])
+    assert ours == pytest.approx(LabelSmoother(epsilon=0.2)({"logits": logits}, labels).item(), rel=1e-5)
+    n = job.run.meta["num_eval"]
+    states = job.validation_states[:n]
+    assert evaluate(job, job.validation["input_ids"][:n], job.validation["label"][:n], states)[0] == pytest.approx(
+        evaluate(plain, plain.validation["input_ids"][:n], plain.validation["label"][:n], states)[0], rel=1e-6)
+    for j in (job, plain):
+        j.prefix.remove()
+
+
 def test_learning_rates_follow_the_schedule(short_config):
     from lmtune_widgets import planned_learning_rates
 

@@ -117,6 +117,45 @@ def test_lora_fields_reach_peft_and_only_adapters_above_the_frozen_layers_train(
         add_lora(load_causal_lm("smollm2")[0], config.replace(lora_target_modules=("query",)), num_layers=30)
 
 
+def test_lora_on_every_linear_layer_with_rank_stabilised_scaling(smollm2):
+    """peft's "all-linear" (every linear layer of the blocks, MLP included, never the output layer) above the frozen
+    blocks, and rsLoRA's alpha / sqrt(r); the panel's plan counts the same trainable weights."""
+    from lmtune_widgets.llm import add_lora, load_causal_lm
+    from lmtune_widgets.models import plan_parameters
+
+    config = FineTuneConfig(model_name="smollm2", lora_r=4, lora_alpha=8, lora_target_modules="all-linear",
+                            use_rslora=True, freeze_layers=28)
+    model = add_lora(load_causal_lm("smollm2")[0], config, num_layers=30)
+    adapted = {n.split(".lora_")[0].split(".")[-1] for n, p in model.named_parameters() if p.requires_grad}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert not any("lm_head" in n for n, p in model.named_parameters() if p.requires_grad)
+    scalings = {m.scaling["default"] for m in model.modules() if isinstance(getattr(m, "scaling", None), dict)}
+    assert len(scalings) == 1 and scalings.pop() == pytest.approx(8 / 4 ** 0.5)  # rsLoRA: alpha / sqrt(r), not alpha / r = 2
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counted == sum(row[1] for row in plan_parameters("smollm2", 2, 28, 4, ("all-linear",)))
+    attention = sum(row[1] for row in plan_parameters("smollm2", 2, 28, 4, ("q_proj", "k_proj", "v_proj", "o_proj")))
+    assert counted > 2 * attention
+
+
+def test_label_smoothing_of_the_answer_tokens_matches_trainers_label_smoother(smollm2):
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    from lmtune_widgets.llm import Instructions, answer_logprobs
+
+    model, tokenizer, _ = smollm2
+    instructions = Instructions.make(tokenizer, ["billing", "delivery"])
+    seq = instructions.sequences([tokenizer("I was charged twice.", add_special_tokens=False).input_ids], [0],
+                                 candidates=False)[0]
+    n = len(instructions.label_ids[0])
+    with torch.no_grad():
+        ours, _ = answer_logprobs(model, [seq], [n], tokenizer.pad_token_id, torch.device("cpu"), NO_AUTOCAST,
+                                  smoothing=0.1)
+        logits = model(input_ids=torch.tensor([seq])).logits
+    labels = torch.tensor([[-100] * (len(seq) - n) + seq[-n:]])
+    theirs = LabelSmoother(epsilon=0.1)({"logits": logits}, labels, shift_labels=True)
+    assert -ours.mean().item() == pytest.approx(theirs.item(), rel=1e-4)
+
+
 def test_new_fields_at_their_defaults_leave_recorded_configs_unchanged():
     config = FineTuneConfig(seed=3, learning_rate=1e-4)
     assert config.changes() == {"seed": 3, "learning_rate": 1e-4}

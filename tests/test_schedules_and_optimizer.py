@@ -33,6 +33,45 @@ def test_planned_schedule_matches_get_scheduler(name, warmup_ratio):
     assert planned_learning_rates(config) == pytest.approx(reference_rates(name, 3e-4, warmup, total), rel=1e-12)
 
 
+def trainer_rates(config, total):
+    """The rates Trainer's own scheduler gives, from TrainingArguments as a learner would write them."""
+    kwargs = {"warmup_stable_decay": {"num_decay_steps": math.ceil(config.lr_decay_ratio * total)},
+              "cosine_with_min_lr": {"min_lr_rate": config.min_lr_rate}}.get(config.lr_scheduler_type, {})
+    model = torch.nn.Linear(2, 2)
+    args = TrainingArguments(output_dir="/tmp/lmtune-trainer", learning_rate=config.learning_rate, report_to=[],
+                             use_cpu=True, lr_scheduler_type=config.lr_scheduler_type, lr_scheduler_kwargs=kwargs,
+                             warmup_steps=math.ceil(config.warmup_ratio * total))
+    trainer = Trainer(model=model, args=args)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
+    trainer.optimizer = optimizer
+    scheduler = trainer.create_scheduler(num_training_steps=total, optimizer=optimizer)
+    rates = []
+    for _ in range(total):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("name,extra", [("warmup_stable_decay", {"lr_decay_ratio": 0.2}),
+                                        ("warmup_stable_decay", {"lr_decay_ratio": 0.5, "warmup_ratio": 0.0}),
+                                        ("cosine_with_min_lr", {"min_lr_rate": 0.1}),
+                                        ("cosine_with_min_lr", {"min_lr_rate": 0.0, "warmup_ratio": 0.3})])
+def test_warmup_stable_decay_and_cosine_with_min_lr_match_trainer(name, extra):
+    config = FineTuneConfig(lr_scheduler_type=name, learning_rate=3e-4, num_train_epochs=2.5, max_train_samples=100,
+                            **extra)
+    _, total, warmup = schedule_steps(config, 100)
+    rates = planned_learning_rates(config)
+    assert rates == pytest.approx(trainer_rates(config, total), rel=1e-12, abs=1e-15)
+    decay = math.ceil(config.lr_decay_ratio * total)
+    if name == "warmup_stable_decay":  # the rate holds at its peak from warmup to the last `decay` steps
+        assert rates[warmup:total - decay + 1] == [3e-4] * (total - decay + 1 - warmup)  # the decay starts at the peak
+        tail = rates[total - decay:]
+        assert all(a > b for a, b in zip(tail, tail[1:])) and rates[-1] < 3e-4 / 5
+    else:  # the cosine ends at its floor, not 0
+        assert min(rates[warmup:]) == pytest.approx(3e-4 * config.min_lr_rate, abs=3e-4 * 0.02)
+
+
 def test_warmup_rises_then_linear_decays_to_zero():
     rates = planned_learning_rates(FineTuneConfig(warmup_ratio=0.25, num_train_epochs=1, max_train_samples=64,
                                                   per_device_train_batch_size=8))
