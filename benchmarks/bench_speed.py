@@ -83,7 +83,7 @@ from transformers.utils import logging; logging.set_verbosity_error()
 from lmtune_widgets import FineTuneConfig
 from lmtune_widgets.data import load_splits
 from lmtune_widgets.models import freeze_bottom, load_model
-from lmtune_widgets.training import schedule_steps
+from lmtune_widgets.planning import schedule_steps
 cfg = FineTuneConfig(**CONFIG)
 splits = load_splits(cfg.task)
 model, tok = load_model(cfg.model_name, len(splits.label_names), cfg.dropout, seed=cfg.seed)

@@ -15,7 +15,7 @@ states + activations of a full batch of `max_length` tokens); the peak also hold
 the allocator's slack. `memory.estimate` describes Llama-style decoders, so MiniLM's peak is printed alone.
 
 "float16 as on a T4": the kit chooses bfloat16 from compute capability 8.0 up and float16 with a gradient scaler
-below it (`training.pick_precision`). The T4 case reports capability 7.5 to the kit, so the same code takes the
+below it (`devices.pick_precision`). The T4 case reports capability 7.5 to the kit, so the same code takes the
 float16 path on a newer GPU. A GPU run is the same experiment as the CPU record with other rounding: it should land
 within the band's noise, not on one of its lines.
 """

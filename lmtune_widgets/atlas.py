@@ -179,9 +179,9 @@ def llm_grid() -> list[tuple[str, dict]]:
 
 
 def cost(config: FineTuneConfig) -> float:
-    """A rough forecast of a run's seconds (`training.estimate_seconds`), for progress bars and picking cheap runs."""
+    """A rough forecast of a run's seconds (`planning.estimate_seconds`), for progress bars and picking cheap runs."""
     from .models import is_causal_lm
-    from .training import estimate_seconds
+    from .planning import estimate_seconds
 
     layers = 30 if is_causal_lm(config.model_name) else 6  # SmolLM2-135M's blocks, MiniLM's layers
     return estimate_seconds(config, config.max_train_samples, config.max_eval_samples, layers)
@@ -219,7 +219,7 @@ def to_record(run: Run) -> dict[str, Any]:
 
 def from_record(record: dict[str, Any]) -> Run:
     """The Run a record holds; its learning rates are re-planned from its config."""
-    from .training import planned_learning_rates
+    from .planning import planned_learning_rates
 
     config = FineTuneConfig.from_dict(record["config"])
     columns = record["history"]
@@ -357,7 +357,7 @@ def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
 def device_note(device: str = "auto", capability: tuple[int, int] | None = None) -> str:
     """What the bundled bands mean for a run on `device` (a config's `device`): "" on a CPU, where a run of recorded
     settings can repeat a recorded seed to the last digit; on a GPU, that the bands were recorded on a CPU."""
-    from .training import pick_device, pick_precision
+    from .devices import pick_device, pick_precision
 
     try:
         kind = pick_device(device).type
@@ -396,11 +396,11 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     wanted = [(s, c) for s, c in grid() if sections is None or any(s.startswith(x) for x in sections)]
     todo = [(s, c) for i, (s, c) in enumerate(wanted) if i % count == index - 1 and c not in done][:limit]
     # runs that share frozen features follow each other, so the features are computed once per group
-    from .training import _prefix_key
+    from .frozen import prefix_key
 
     sections_order, groups = {}, {}
     todo.sort(key=lambda sc: (sections_order.setdefault((sc[0], sc[1].task), len(sections_order)),
-                              groups.setdefault(_prefix_key(sc[1], torch.device(device)), len(groups))))
+                              groups.setdefault(prefix_key(sc[1], torch.device(device)), len(groups))))
     costs = [cost(c) for _, c in todo]
     # recorders that take different sections at once write to files of their own
     tag = "".join(f"-{s.split(':')[0].strip().replace(' ', '_')}" for s in sections or ())
@@ -457,7 +457,8 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
     number. True when each matches within the tolerance for where it runs."""
     import torch
 
-    from .training import _processor, fine_tune
+    from .devices import processor
+    from .training import fine_tune
 
     book = book or load()
     configs = book.configs()
@@ -477,7 +478,7 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
             t = time.perf_counter()
             rerun = fine_tune(config, keep_model=False, thorough=True)
             same_kind = (recorded.meta.get("torch") == torch.__version__
-                         and recorded.meta.get("processor") == _processor(torch.device(recorded.meta["device"])))
+                         and recorded.meta.get("processor") == processor(torch.device(recorded.meta["device"])))
             tolerance = SAME_KIND_TOLERANCE if same_kind else OTHER_KIND_TOLERANCE
             worst = difference(recorded, rerun)
             ok &= worst <= tolerance

@@ -6,7 +6,7 @@
     feature_cache.save(name, cached)                                         # never raises
     feature_cache.clear()                                                    # forget them all
 
-`training.prepare` looks in the in-process cache first, then here, and computes the features only when both
+`frozen.frozen_features` looks in the in-process cache first, then here, and computes the features only when both
 miss. An entry is named by a hash of everything that changes the features: the in-process key (model, frozen
 layers, task, data, lengths, samples, device), the precision, the exact token ids fed to the frozen layers,
 a fingerprint of the model's files (name, size and modification time of each), and the versions of the kit,

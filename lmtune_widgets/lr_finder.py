@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from .config import FineTuneConfig
 from .data import load_splits
 from .plotting import _own_style
-from .training import Callback, StopTraining, fine_tune, schedule_steps
+from .planning import schedule_steps
+from .training import Callback, StopTraining, fine_tune
 
 
 @dataclass

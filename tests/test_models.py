@@ -6,7 +6,8 @@ from transformers import AutoModelForSequenceClassification
 from lmtune_widgets import FineTuneConfig, fine_tune
 from lmtune_widgets.models import (count_parameters, embedding_modules, freeze_bottom, load_model,
                                    parameters_by_layer, set_dropout, set_pooling, tiny_config, transformer_layers)
-from lmtune_widgets.training import FrozenPrefix, pad_batch
+from lmtune_widgets.batching import pad_batch
+from lmtune_widgets.frozen import FrozenPrefix
 
 ARCHITECTURES = ["bert", "distilbert", "gpt2", "llama"]
 

@@ -7,7 +7,8 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 from lmtune_widgets import FineTuneConfig
 from lmtune_widgets.models import freeze_bottom, tiny_config
-from lmtune_widgets.training import optimizer_groups, planned_learning_rates, schedule_steps
+from lmtune_widgets.planning import planned_learning_rates, schedule_steps
+from lmtune_widgets.training import optimizer_groups
 
 
 def reference_rates(name, lr, warmup, total):
