@@ -14,7 +14,7 @@ from .runs import Diagnosis, Run, diagnose
 __version__ = "0.1.0"
 
 _LAZY = {
-    "fine_tune": "training", "Callback": "training", "StopTraining": "training", "planned_learning_rates": "training",
+    "fine_tune": "training", "Callback": "training", "StopTraining": "training", "planned_learning_rates": "planning",
     "TuningPanel": "panel", "lr_find": "lr_finder", "plot_run": "plotting", "plot_runs": "plotting",
 }
 
