@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .config import FineTuneConfig
+from ..config import FineTuneConfig
 
 HEARTBEAT_SECONDS = 10  # a running trial in a shared study writes a heartbeat this often
 DIVERGED_VALUE = 1e3  # the objective of a run that blew up (worse than any real loss)
@@ -236,7 +236,7 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
                    pruner):
     import optuna
 
-    from .training import Callback, StopTraining, fine_tune
+    from ..training import Callback, StopTraining, fine_tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shared = _is_server(storage)
@@ -422,7 +422,7 @@ class _RayTrial:
     def __call__(self, params: dict[str, Any]) -> None:
         from ray import tune
 
-        from .training import Callback, fine_tune
+        from ..training import Callback, fine_tune
 
         class Report(Callback):
             def __init__(self):
@@ -467,7 +467,7 @@ def _timeline(path: str):
     how it ended (Ray's trials run in worker processes, Optuna's here). Made here: training imports torch."""
     import json
 
-    from .training import Callback
+    from ..training import Callback
 
     class Timeline(Callback):
         def on_train_begin(self, run):
@@ -688,6 +688,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best so far: {found.best_value:.4f} with {found.best_params}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
