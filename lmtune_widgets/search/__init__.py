@@ -47,7 +47,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..config import FineTuneConfig
 
@@ -129,6 +129,25 @@ def _unavailable(storage: str, error: BaseException, finished: int | None = None
 
 
 @contextlib.contextmanager
+def unavailable_on_database_error(storage: str | None, finished: Callable[[], int] | None = None) -> Iterator[None]:
+    """Turn a database error raised in the block (the driver's, SQLAlchemy's or Optuna's, found through the causes)
+    into `StudyUnavailable`, one line without the driver's traceback; every other error passes unchanged.
+
+    The one place a lost database is reported, for opening a storage, making a study, running trials and filing a
+    run alike. `finished` counts the trials this worker stored, read when the error comes (the message says they
+    are kept). With no `storage` (a study in memory) nothing is turned.
+    """
+    try:
+        yield
+    except StudyUnavailable:  # from a block within (opening the storage, say): said once, as it is
+        raise
+    except Exception as error:
+        if storage and _database_error(error) is not None:
+            raise _unavailable(storage, error, None if finished is None else finished()) from None
+        raise
+
+
+@contextlib.contextmanager
 def _quiet_heartbeat_errors():
     """When the database goes away, Optuna's heartbeat thread dies with it: the main thread reports that."""
     previous = threading.excepthook
@@ -173,20 +192,17 @@ def open_storage(storage: str, heartbeat_interval: int | None = None):
     if storage.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
                                          "keepalives_interval": 5, "keepalives_count": 3}
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=heartbeat_interval)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 2:
-                raise
-            time.sleep(0.5 + secrets.randbelow(1000) / 1000)  # another worker is creating the tables
-        except Exception as error:
-            if _database_error(error) is not None:
-                raise _unavailable(storage, error) from None
-            raise
+    with unavailable_on_database_error(storage):
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
+                                                      heartbeat_interval=heartbeat_interval)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + secrets.randbelow(1000) / 1000)  # another worker is creating the tables
 
 
 def _login_name() -> str:
@@ -246,17 +262,13 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
     rdb = open_storage(storage, heartbeat_interval if shared else None) if storage else None
     # A fresh study repeats itself from `seed`; joined workers each draw a seed, or all would propose alike.
     sampler_seed = seed if fresh else secrets.randbits(31)
-    try:
+    with unavailable_on_database_error(storage):
         if fresh and rdb is not None:
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=study_name, storage=rdb)  # start afresh, keep the database
         study = optuna.create_study(direction="minimize", storage=rdb, study_name=study_name, load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=not fresh),
                                     pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    except Exception as error:
-        if storage and _database_error(error) is not None:
-            raise _unavailable(storage, error) from None
-        raise
     learner = learner or _login_name()
     finished = [0]
 
@@ -288,13 +300,8 @@ def _search_optuna(base, n_trials, storage, study_name, space, seed, fresh, lear
     def count_stored(study, trial) -> None:  # Optuna calls this once the trial's end is stored
         finished[0] += trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
-    try:
-        with _quiet_heartbeat_errors(), _quiet_transformers():
-            study.optimize(objective, n_trials=n_trials, callbacks=[count_stored])
-    except Exception as error:
-        if storage and _database_error(error) is not None:
-            raise _unavailable(storage, error, finished[0]) from None
-        raise
+    with unavailable_on_database_error(storage, lambda: finished[0]), _quiet_heartbeat_errors(), _quiet_transformers():
+        study.optimize(objective, n_trials=n_trials, callbacks=[count_stored])
     return study
 
 
@@ -638,15 +645,11 @@ def add_run_to_study(run, storage: str, study_name: str, learner: str,
         state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE,
         value=None if stopped else objective_value(run), params=params, distributions=distributions,
         user_attrs=attrs, intermediate_values=intermediate)
-    try:
+    with unavailable_on_database_error(storage):
         study = optuna.create_study(direction="minimize", storage=open_storage(storage), study_name=study_name,
                                     load_if_exists=True)
         study.add_trial(trial)
         return next(t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("run_token") == token)
-    except Exception as error:
-        if _database_error(error) is not None:
-            raise _unavailable(storage, error) from None
-        raise
 
 
 # --------------------------------------------------------------------------------------------- command line
