@@ -1,6 +1,6 @@
-"""`python -m lmtune_widgets.search`: a search worker from a terminal (see `main`)."""
+"""`python -m lmtune_widgets.search`: a search worker from a terminal (`cli.main`)."""
 import sys
 
-from . import main
+from .cli import main
 
 sys.exit(main())
