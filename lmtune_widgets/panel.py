@@ -631,7 +631,7 @@ class TuningPanel:
 
 
 def _login_name() -> str:
-    from .search import _login_name
+    from .search import login_name as _login_name
 
     return _login_name()
 

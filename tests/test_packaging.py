@@ -38,6 +38,7 @@ def test_wheel_carries_the_bundled_data(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         files = archive.namelist()
         assert "lmtune_widgets/bundled/customer_feedback.csv" in files
+        assert "lmtune_widgets/search/__main__.py" in files  # a subpackage ships only if pyproject lists it
         data = archive.read("lmtune_widgets/bundled/customer_feedback.csv")
     assert data == (ROOT / "data" / "customer_feedback.csv").read_bytes()
 
@@ -83,7 +84,8 @@ def test_no_module_imports_what_python_3_12_or_3_13_removed():
     import ast
 
     found = []
-    for path in [*(ROOT / "lmtune_widgets").glob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+    modules = (ROOT / "lmtune_widgets").rglob("*.py")  # the subpackages too
+    for path in [*modules, *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])

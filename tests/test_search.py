@@ -93,6 +93,51 @@ def test_data_seen_puts_different_batch_sizes_at_the_same_point():
     assert set(where[8]) == set(where[16]) == set(where[32])  # the optimizer steps differ 4x, the data seen does not
 
 
+def test_every_database_error_becomes_one_line_and_every_other_error_passes():
+    """The one path a lost database takes (opening, making a study, trials, filing): its message, not the driver's."""
+    import sqlalchemy.exc
+
+    from lmtune_widgets.search import StudyUnavailable, unavailable_on_database_error
+
+    url, finished = "postgresql+psycopg://postgres:secret@db.example:54320/postgres", [0]
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, OSError("server closed the connection\nat line 2"))
+    with pytest.raises(StudyUnavailable) as caught:
+        with unavailable_on_database_error(url, lambda: finished[0]):
+            finished[0] = 3  # counted while the block ran: the message reads it when the error comes
+            try:
+                raise lost
+            except sqlalchemy.exc.OperationalError as error:
+                raise RuntimeError("Optuna's own wrapping") from error  # found through the causes
+    assert str(caught.value) == ("the study database postgresql+psycopg://postgres:***@db.example:54320/postgres is "
+                                 "not answering (server closed the connection); the 3 trial(s) this worker finished "
+                                 "are stored there. Start the database again, then run the search again to continue.")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no driver traceback under it
+    with pytest.raises(StudyUnavailable, match=r"not answering \(server closed the connection\)\. Start"):
+        with unavailable_on_database_error(url):  # no count: nothing said about finished trials
+            raise lost
+    with pytest.raises(StudyUnavailable) as inner:  # said once: not wrapped again by an outer block
+        with unavailable_on_database_error(url), unavailable_on_database_error(url, lambda: 7):
+            raise lost
+    assert "the 7 trial(s)" in str(inner.value)
+    for storage, error in ((url, KeyError("not a database error")), (None, lost)):  # None: a study in memory
+        with pytest.raises(type(error)) as passed:
+            with unavailable_on_database_error(storage):
+                raise error
+        assert passed.value is error
+
+
+def test_the_worker_command_line_answers_help_and_the_login_name_moved_with_a_warning():
+    from lmtune_widgets import search
+
+    done = subprocess.run([sys.executable, "-m", "lmtune_widgets.search", "--help"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage: python -m lmtune_widgets.search" in done.stdout and "--storage" in done.stdout
+    assert isinstance(search.login_name(), str) and search.login_name()
+    with pytest.warns(DeprecationWarning, match="_login_name is now login_name"):
+        assert search._login_name is search.login_name
+
+
 def test_four_workers_share_one_study_and_run_every_trial_once(postgres):
     import optuna
 
