@@ -25,6 +25,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -81,6 +82,25 @@ LLM_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "accumulation": ({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, {}),
     "full": ({"lora_r": 0, "freeze_layers": 0}, {"learning_rate": (3.2e-5,)}),
 }
+# The grids' values under the names the lessons and their claims use, read from the grids above, never retyped: what a
+# lesson draws and what its claims check are then what was recorded.
+FREEZING = dict(LESSON_GRIDS["freeze_x_lr"][0])  # a third of the data, where training everything stays affordable
+FREEZE_LEVELS = LESSON_GRIDS["freeze_x_lr"][1]["freeze_layers"]
+FREEZE_RATES = LESSON_GRIDS["freeze_x_lr"][1]["learning_rate"]
+HEAD_RATES = LESSON_GRIDS["head_pooling"][1]["learning_rate"]  # the head alone can take larger steps
+SCRATCH_RATES = LESSON_GRIDS["from_scratch"][1]["learning_rate"]
+NOISY = dict(LESSON_GRIDS["dropout_x_noise"][0])  # 512 messages for 5 epochs: long enough to memorise wrong labels
+NOISE_LEVELS = LESSON_GRIDS["dropout_x_noise"][1]["label_noise"]
+DROPOUTS = LESSON_GRIDS["dropout_x_noise"][1]["dropout"]
+BATCH_RATES = LESSON_GRIDS["lr_x_batch"][1]["learning_rate"]
+# lesson 06's warmup x decay grid by what each cell has, in the grid's order (see its comment above)
+SCHEDULE_PARTS = {part: {**LESSON_GRIDS["warmup_x_decay"][0], **dict(zip(LESSON_GRIDS["warmup_x_decay"][1], values))}
+                  for part, values in zip(("neither", "warmup only", "decay only", "both"),
+                                          product(*LESSON_GRIDS["warmup_x_decay"][1].values()), strict=True)}
+LLM_RATES = LLM_GRIDS["rank_x_lr"][1]["learning_rate"]  # LoRA's
+LORA_RANKS = LLM_GRIDS["rank_x_lr"][1]["lora_r"]
+UNFROZEN_RATES = LLM_GRIDS["unfrozen_x_lr"][1]["learning_rate"]  # the top blocks' own weights: full-weight rates
+FULL_RATES = LLM_GRIDS["full"][1]["learning_rate"]  # every weight training
 # Recorded for the sentiment task only, after every grid above and before the LLM's (issue 24): which noise is which
 # (the initialisation's `seed` against the data order's `data_seed`, all 5 x 5), the 2025-26 schedules at the default
 # rate and at lesson 06's high one, label smoothing beside dropout's label-noise grid (lesson 04), and from scratch

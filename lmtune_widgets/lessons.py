@@ -332,7 +332,7 @@ def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = 
     import matplotlib
     from matplotlib.figure import Figure
 
-    from .evidence import similarity
+    from .evidence_measures import similarity
     from .runs import kept_accuracy
 
     fig = Figure(figsize=(6.4, 3.6))
@@ -427,7 +427,7 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
     task keeps its colours). Returns {line value: {x value: runs}}."""
     from matplotlib.figure import Figure
 
-    from .evidence import mean_of
+    from .evidence_measures import mean_of
     from .runs import accuracy_range, kept_accuracy
 
     base = base or FineTuneConfig()
@@ -525,7 +525,7 @@ def plot_errors(groups: dict[str, list[Run]], title: str = "Error rate of the ke
     (the data's `phenomenon` column) as a dot, the range as a bar, with the number of messages of that kind."""
     from matplotlib.figure import Figure
 
-    from .evidence import error_rate
+    from .evidence_measures import error_rate
 
     fig = Figure(figsize=(4.2 * len(groups), 2.9))
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.18, top=0.8, wspace=0.45)
@@ -566,7 +566,7 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
     """The recorded settings on the defaults' data, best lowest seed first: each one's kept accuracy over its seeds
     and whether it beats the defaults by the rule. A search over the recorded runs, with its noise shown."""
     from . import atlas
-    from .evidence import comparable_settings
+    from .evidence_measures import comparable_settings
     from .runs import accuracy_range, compare_runs
 
     book = atlas.load()
@@ -597,7 +597,7 @@ def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], 
     judged against `reference` by the one rule. Prints a line per method; returns the rows. (Seconds: the fastest
     recorded seed, since a shared machine only ever slows a run down.)"""
     from . import atlas, memory
-    from .evidence import forgetting, mean_of, per_epoch_seconds, tuned
+    from .evidence_measures import forgetting, mean_of, per_epoch_seconds, tuned
     from .runs import accuracy_range, compare_runs
 
     book = atlas.load()

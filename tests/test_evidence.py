@@ -49,3 +49,15 @@ def test_every_lesson_checks_its_own_claims_in_its_last_code_cell():
     for lesson in lessons_with_claims:
         code = [c for c in nbformat.read(NOTEBOOKS[lesson], as_version=4).cells if c.cell_type == "code"]
         assert f'lessons.check_claims("{lesson}")' in code[-1].source, NOTEBOOKS[lesson].name
+
+
+def test_the_claims_come_in_the_lessons_order():
+    lessons = [c.lesson for c in evidence.CLAIMS.values()]
+    assert lessons == sorted(lessons), lessons
+
+
+def test_a_grid_name_moved_to_the_atlas_still_works_from_evidence_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="lmtune_widgets.atlas.FREEZE_RATES"):
+        assert evidence.FREEZE_RATES is atlas.FREEZE_RATES == atlas.LESSON_GRIDS["freeze_x_lr"][1]["learning_rate"]
+    with pytest.raises(AttributeError):
+        evidence.NO_SUCH_GRID

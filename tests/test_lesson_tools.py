@@ -112,18 +112,19 @@ def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
 
 
 def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_is_missing(capsys, monkeypatch):
-    from lmtune_widgets import FineTuneConfig, atlas, evidence, lessons
+    from lmtune_widgets import FineTuneConfig, atlas, lessons
+    from lmtune_widgets.evidence_measures import tuned
 
     shown = []
     monkeypatch.setattr(lessons, "show", shown.append)
-    base = FineTuneConfig(**evidence.FREEZING)
+    base = FineTuneConfig(**atlas.FREEZING)
     grid = lessons.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3, 7e-4], base=base)
     out = capsys.readouterr().out
     assert len(shown) == 1 and set(grid) == {0, 4}
     assert set(grid[0]) == {1e-4, 2e-3} and all(len(found) >= 3 for found in grid[0].values())
     assert "not recorded (left out): freeze_layers 0, learning_rate 7e-04; freeze_layers 4, learning_rate 7e-04" in out
-    for n in (0, 4):  # the starred best is the rate with the best mean, as evidence.tuned picks it
-        best, _ = evidence.tuned(atlas.load(), [1e-4, 2e-3], **evidence.FREEZING, freeze_layers=n)
+    for n in (0, 4):  # the starred best is the rate with the best mean, as `tuned` picks it
+        best, _ = tuned(atlas.load(), [1e-4, 2e-3], **atlas.FREEZING, freeze_layers=n)
         assert f"freeze_layers {n}: best at learning_rate {lessons._number(best)}" in out
     assert "freeze_layers 0: best at learning_rate 1e-04" in out  # everything training wants the smaller step
 
@@ -146,23 +147,23 @@ def test_a_setting_keeps_its_colour_in_every_picture_of_a_lesson(monkeypatch):
 def test_a_grid_on_another_task_keeps_the_colours_of_its_lines_and_names_chance_when_it_is_off_the_scale(monkeypatch):
     """Lesson 04 draws the dropout x noise grid on both tasks: a noise level keeps its colour, and topics' chance
     (20%), far below accuracies of 68 to 90%, is named in a note instead of squashing the lines to the bottom."""
-    from lmtune_widgets import FineTuneConfig, evidence, lessons
+    from lmtune_widgets import FineTuneConfig, atlas, lessons
 
     shown = []
     monkeypatch.setattr(lessons, "show", shown.append)
     monkeypatch.setattr(lessons, "_COLOUR_OF", {})
-    base = FineTuneConfig(**evidence.NOISY)
-    levels = list(evidence.NOISE_LEVELS)
+    base = FineTuneConfig(**atlas.NOISY)
+    levels = list(atlas.NOISE_LEVELS)
 
     def colours_and_notes(figure):
         ax = figure.axes[0]
         lines = {line.get_label(): line.get_color() for line in ax.get_lines() if not line.get_label().startswith("_")}
         return lines, [t.get_text() for t in ax.texts], [line for line in ax.get_lines() if line.get_linestyle() == ":"]
 
-    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base)
-    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base.replace(task="topic"),
+    lessons.recorded_grid("label_noise", levels, "dropout", atlas.DROPOUTS, base=base)
+    lessons.recorded_grid("label_noise", levels, "dropout", atlas.DROPOUTS, base=base.replace(task="topic"),
                           colours_like=base)
-    lessons.recorded_grid("label_noise", levels, "dropout", evidence.DROPOUTS, base=base.replace(task="topic"))
+    lessons.recorded_grid("label_noise", levels, "dropout", atlas.DROPOUTS, base=base.replace(task="topic"))
     (sentiment, no_note, chance), (topic, note, no_chance), (fresh, _, _) = map(colours_and_notes, shown)
     assert sentiment == topic and len(set(sentiment.values())) == 4
     assert fresh != sentiment  # without colours_like, the topic lines are new settings with colours of their own
