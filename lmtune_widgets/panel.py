@@ -9,29 +9,28 @@
     panel = TuningPanel(storage="postgresql+psycopg://postgres:PASSWORD@HOST:54320/postgres",
                         study_name="workshop", learner="ada")
 
-Three parts, one job each:
-- `panel_plan.PanelState`: the state without widgets (base settings, runs) and the plan of a config (checks,
-  trainable parameters, schedule, estimated time, recorded runs).
-- `panel_runner.RunController`: owns the training thread, which only hands results over on a queue.
-  `panel_runner.StudyFiler` (with `storage=`): files each ended run into the study on a thread of its own, and
-  hands back one line per outcome; a database that does not answer never holds up training or the widgets.
-- `TuningPanel` (here): the widgets, and the one place that changes them. Every widget update, every picture and
-  all planning happen in its methods under one lock (`_lock`): the controls' observers, `run()`, and
-  `_show_handed_over()`, which shows what the training thread handed over. That runs on a small pump thread, woken
-  at each hand-over, so the curves keep growing while another cell runs (ipywidgets sends widget updates from any
-  thread); `wait()` shows the end of a run itself.
+State, view and controller, one module each:
+- `panel_plan` (the state): `PanelState` (base settings, runs, this machine's speed) and the `Plan` of a config,
+  the one answer to "is this runnable, and what will it do" (its config or its error, steps, learning rates,
+  trainable parameters, estimated time, recorded runs).
+- `panel` (here, the view): `TuningPanel`, the widgets and the rendering of a plan and of what a run reports. Every
+  widget update, every picture and all planning happen under one lock (`controller.lock`): the controls' observers,
+  `run()`, and the `show_*` methods the controller calls.
+- `panel_runner` (the controller): `PanelController`, Run and Stop, the training thread (`TrainingThread`), the
+  class study's filing thread (`StudyFiler`, with `storage=`; a database that does not answer never holds up
+  training or the widgets) and the pump thread that hands what they report to the view, so the curves keep growing
+  while another cell runs (ipywidgets sends widget updates from any thread).
 
-The state is the source of truth; observers only update labels, the plan and enabled flags; training starts only
-from `run()`, which the Run button calls. Pictures are PNGs set on `ipywidgets.Image` widgets, which every front
-end (JupyterLab, Notebook 7, Colab, VS Code, Voila) shows; each is one matplotlib figure redrawn in place
-(`panel_figures`), styled without touching matplotlib's global settings.
+The state is the source of truth; observers only re-plan and show the plan (labels, enabled flags); training
+starts only from `run()`, which the Run button calls, and trains the config of the plan it shows. Pictures are PNGs
+set on `ipywidgets.Image` widgets, which every front end (JupyterLab, Notebook 7, Colab, VS Code, Voila) shows; each
+is one matplotlib figure redrawn in place (`panel_figures`), styled without touching matplotlib's global settings.
 """
 from __future__ import annotations
 
 import functools
 import html
 import math
-import threading
 import traceback
 from typing import Any, Iterable
 
@@ -40,7 +39,7 @@ import ipywidgets as widgets
 from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
 from .panel_figures import CurvesFigure, ScheduleFigure
 from .panel_plan import PanelState, Plan, same_settings
-from .panel_runner import RunController, StudyFiler
+from .panel_runner import PanelController, StudyFiler
 from .plotting import plot_runs, to_png
 from .runs import Run, diagnose
 
@@ -73,10 +72,12 @@ BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 ACCUMULATION_STEPS = [1, 2, 4, 8, 16]
 LORA_RANKS = [0, 1, 2, 4, 8, 16, 32, 64]  # 0: no LoRA
 LORA_ALPHAS = [1, 2, 4, 8, 16, 32, 64, 128]
-LORA_TARGETS = [("attention (q, k, v, o)", ("q_proj", "k_proj", "v_proj", "o_proj")), ("every linear layer", ("all-linear",))]
+LORA_TARGETS = [("attention (q, k, v, o)", ("q_proj", "k_proj", "v_proj", "o_proj")),
+                ("every linear layer", ("all-linear",))]
 DATA_SEEDS = [("same as seed", None), *((str(s), s) for s in (0, 1, 2, 3, 4, 42))]
 # Controls that apply to one kind of model only: disabled (with the reason as their tooltip) for the other kind.
-LLM_ONLY = {"lora_r": "LoRA adapters are for the decoder LLM (preset llm_lora); MiniLM trains what freeze_layers leaves.",
+LLM_ONLY = {"lora_r": "LoRA adapters are for the decoder LLM (preset llm_lora); "
+                      "MiniLM trains what freeze_layers leaves.",
             "lora_alpha": "LoRA adapters are for the decoder LLM (preset llm_lora).",
             "lora_target_modules": "LoRA adapters are for the decoder LLM (preset llm_lora).",
             "use_rslora": "LoRA adapters are for the decoder LLM (preset llm_lora)."}
@@ -131,7 +132,7 @@ def _locked(method):
     """Run a method under the panel's lock: the one place where widgets, pictures and plans change."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._lock:
+        with self.controller.lock:
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -149,21 +150,17 @@ class TuningPanel:
         self.state = PanelState(FineTuneConfig(**config_overrides))
         from .models import is_causal_lm
 
-        self._encoder = FineTuneConfig().model_name if is_causal_lm(self.base.model_name) else self.base.model_name
+        base = self.state.base
+        self._encoder = FineTuneConfig().model_name if is_causal_lm(base.model_name) else base.model_name
         self.vary = None if vary is None else tuple(vary)
         self.errors: list[str] = []
-        self.recorded: list[Run] = []  # the atlas's runs of the current settings (all seeds); [] if not recorded
-        self._lock = threading.RLock()  # held by every method that changes a widget, a picture or the plan
-        self._active = False  # a run was started and its end is not shown yet
+        self.recorded: list[Run] = []  # the recorded runs drawn in the curves (all seeds); [] if none
+        self.plan = Plan(None, error="not planned yet")  # the plan of the controls, as shown (set by _replan)
         self._setting = False  # set_config moves many controls: plan once, at the end
-        self._pump: threading.Thread | None = None
-        self._handed_over = threading.Event()
-        self._runner = RunController(notify=self._notify)
-        self._filer = None if storage is None else StudyFiler(storage, study_name, learner or _login_name(),
-                                                              notify=self._notify)
+        self.controller = PanelController(self, self.state, storage, study_name, learner)
         from .atlas import device_note
 
-        self._device_note = device_note(self.base.device)  # on a GPU: the bands were recorded on a CPU
+        self._device_note = device_note(base.device)  # on a GPU: the bands were recorded on a CPU
         self._curves = CurvesFigure()
         self._schedule = ScheduleFigure()
         self._schedule_shown: tuple | None = None
@@ -188,8 +185,9 @@ class TuningPanel:
         self.curves_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px"))
         self.verdict_html = widgets.HTML()
         self.log_html = widgets.HTML()  # errors raised inside callbacks or the run
-        self.study_html = widgets.HTML(_study_line(self._filer), layout=widgets.Layout(
-            display=None if self._filer else "none"))  # the class study: where runs go, and what became of each
+        # the class study: where runs go, and what became of each
+        self.study_html = widgets.HTML(_study_line(self.controller.filer), layout=widgets.Layout(
+            display=None if self.controller.filer else "none"))
         self.history_html = widgets.HTML()
         self.compare_select = widgets.SelectMultiple(options=[], description="runs", rows=5, style=STYLE,
                                                      layout=widgets.Layout(width="300px"))
@@ -212,35 +210,19 @@ class TuningPanel:
             control.observe(self._on_change, names="value")
         self.recorded_html = widgets.HTML()  # what the curves picture shows: recorded runs, or nothing yet
         self.widget = self._layout()
-        with self._lock:
+        with self.controller.lock:
             self._curves.show_empty(EMPTY_TITLE)
             self._empty_png = self._curves.png()  # drawn once: shown whenever there is nothing to show
             self._replan(redraw=True)
 
-    # ------------------------------------------------------------------ the state, as before the split
-    @property
-    def base(self) -> FineTuneConfig:
-        return self.state.base
-
-    @base.setter
-    def base(self, config: FineTuneConfig) -> None:
-        self.state.base = config
-
     @property
     def runs(self) -> list[Run]:
+        """The runs that ended, oldest first (lessons read them: `panel.runs`)."""
         return self.state.runs
-
-    @property
-    def _live_run(self) -> Run | None:
-        return self._runner.live_run
-
-    @property
-    def _thread(self) -> threading.Thread | None:
-        return self._runner.thread
 
     # ------------------------------------------------------------------ controls
     def _make_controls(self) -> dict[str, widgets.Widget]:
-        b = self.base
+        b = self.state.base
         common = dict(style=STYLE, layout=LAYOUT, continuous_update=False)
         num_train = self.state.sizes()[0]
         controls = {
@@ -291,18 +273,19 @@ class TuningPanel:
         """Enable the controls a learner may change for the base model; the others say why they are off."""
         from .models import is_causal_lm
 
-        llm = is_causal_lm(self.base.model_name)
+        llm = is_causal_lm(self.state.base.model_name)
         for name, control in controls.items():
             why = LLM_ONLY.get(name) if not llm else ENCODER_ONLY.get(name)
             set_tooltip(control, why or describe(name))
-            fixed_by_data = name == "task" and self.base.dataset is not None  # a hub data set brings its own labels
+            # a hub data set brings its own labels
+            fixed_by_data = name == "task" and self.state.base.dataset is not None
             control.disabled = bool(why) or fixed_by_data or (self.vary is not None and name not in self.vary)
         controls["freeze_layers"].max = self.state.num_layers()
 
     @property
     def config(self) -> FineTuneConfig:
         """The FineTuneConfig the controls describe now (raises ValueError for an invalid value)."""
-        return self.base.replace(**self._values())
+        return self.state.base.replace(**self._values())
 
     def _values(self) -> dict[str, Any]:
         values = {name: control.value for name, control in self.controls.items()}
@@ -315,8 +298,8 @@ class TuningPanel:
         self._setting = True
         try:
             fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
-            if fixed["model_name"] != self.base.model_name:  # another model: other layers, other controls
-                self.base = self.base.replace(**fixed)
+            if fixed["model_name"] != self.state.base.model_name:  # another model: other layers, other controls
+                self.state.base = self.state.base.replace(**fixed)
                 self._enable_for_model(self.controls)
             for name, control in self.controls.items():
                 value = getattr(config, name)
@@ -328,7 +311,7 @@ class TuningPanel:
                 if isinstance(control, widgets.IntSlider) and name == "max_train_samples":
                     value = min(value, control.max)
                 control.value = value
-            self.base = self.base.replace(**fixed)
+            self.state.base = self.state.base.replace(**fixed)
         finally:
             self._setting = False
         self._on_change({"name": "value"})
@@ -339,7 +322,7 @@ class TuningPanel:
         """A preset sets every control; one that names a model (llm_lora) switches to it, and the others go back
         to the encoder the panel was made with (MiniLM unless another was given)."""
         if change["new"] in PRESETS:
-            keep = {k: v for k, v in self.base.to_dict().items() if k in ("dataset", "device")}
+            keep = {k: v for k, v in self.state.base.to_dict().items() if k in ("dataset", "device")}
             if "model_name" not in PRESETS[change["new"]]:
                 keep["model_name"] = self._encoder
             self.set_config(FineTuneConfig.from_preset(change["new"], **keep))
@@ -351,15 +334,17 @@ class TuningPanel:
         try:
             self._replan(redraw=change is not None or not self.runs)
         except Exception as error:  # an observer's error would go to the browser's console: show it here
-            self._show_error(error, "Updating the panel failed")
+            self.show_error(error, "Updating the panel failed")
 
-    def _replan(self, redraw: bool) -> None:
+    def _replan(self, redraw: bool) -> Plan:
         """Plan the controls' settings and show the plan (and, when asked, the recorded band in the curves)."""
-        self._show_plan(self.state.plan(self._values()), redraw)
+        self.plan = self.state.plan(self._values())
+        self._show_plan(self.plan, redraw)
+        return self.plan
 
     def _show_plan(self, plan: Plan, redraw: bool) -> None:
-        if plan.error:
-            self.check_html.value = f"<div style='color:#b00020'>&#9888; {html.escape(plan.error)}</div>"
+        if not plan.ok:
+            self.check_html.value = f"<div style='color:#b00020'>&#9888; {html.escape(str(plan.error))}</div>"
             self.run_button.disabled = True
             return
         config = plan.config
@@ -397,11 +382,11 @@ class TuningPanel:
             if redraw:  # never leave another setting's band on show
                 self.curves_image.value = self._empty_png
 
-    # ------------------------------------------------------------------ running
+    # ------------------------------------------------------------------ running: Run and Stop go to the controller
     @property
     def running(self) -> bool:
         """From `run()` until the run's end is shown."""
-        return self._active
+        return self.controller.running
 
     @_locked
     def run(self) -> bool:
@@ -409,108 +394,51 @@ class TuningPanel:
         the settings are invalid (the reason is shown next to the controls)."""
         if self.running:
             return False
-        self._replan(redraw=False)  # the checks, for settings changed without an observer (the picture stays)
-        if self.check_html.value:
+        plan = self._replan(redraw=False)  # for settings changed without an observer (the picture stays)
+        if not plan.ok:
             return False
-        config = self.config
-        for old in self.runs:
-            old.release()  # keep the curves of past runs, not their weights
-        self._active = True
-        self._set_running(True)
-        self.progress_bar.value = 0
-        self.verdict_html.value = "<i>training ...</i>"
-        self.log_html.value = ""
-        self._runner.start(config)
-        if self._pump is None:
-            self._pump = threading.Thread(target=self._pump_until_shown, daemon=True, name="lmtune-panel")
-            self._pump.start()
+        self.controller.start(plan.config)  # the config the learner saw planned, not the controls read again
         return True
 
     def stop(self) -> None:
         """Ask the running fine-tune to end after its current step (it keeps its history)."""
-        self._runner.stop()
+        self.controller.stop()
 
     def wait(self, timeout: float | None = None) -> StaticFigure | None:
         """Block until the current run ends and is shown (and, with a class study, until its filing's line is shown);
         returns a static picture of its curves (for saved notebooks)."""
-        self._runner.join(timeout)
-        if not self._runner.alive:
-            self._show_handed_over()  # on this thread: a cell that waits keeps the kernel's loop from showing it
-            if self._filer is not None:  # and the run's line from the class study
-                self._filer.wait(timeout)
-                self._show_handed_over()
-            pump = self._pump
-            if pump is not None:
-                pump.join(5)
+        self.controller.wait(timeout)
         return StaticFigure(self.curves_image.value) if self.curves_image.value else None
 
-    def _notify(self) -> None:
-        """Called on the training thread after each hand-over: wake the pump, never show anything here."""
-        self._handed_over.set()
+    # ------------------------------------------------------------------ what the controller hands over (PanelView)
+    def show_started(self) -> None:
+        self.show_running(True)
+        self.progress_bar.value = 0
+        self.verdict_html.value = "<i>training ...</i>"
+        self.log_html.value = ""
 
-    def _pump_until_shown(self) -> None:
-        """Show what is handed over until the run's end is shown. A thread of its own, not the kernel's event loop:
-        the curves keep growing while the learner runs another cell (the kernel's thread is busy then)."""
-        while True:
-            self._handed_over.wait(0.25)
-            self._handed_over.clear()
-            self._show_handed_over()
-            with self._lock:
-                if not self._active and not (self._filer and self._filer.busy):
-                    self._pump = None
-                    break
-        self._show_handed_over()  # an outcome handed back just before the filer fell idle
+    def show_begin(self, total_steps: int) -> None:
+        self.progress_bar.max = total_steps
+        self.progress_bar.value = 0
 
-    @_locked
-    def _show_handed_over(self) -> None:
-        """Show every event the training thread handed over since last time (the newest picture only), and what
-        became of the runs filed into the class study."""
-        if self._filer is not None:
-            self._show_filed(self._filer.take())
-        events = self._runner.take()
-        steps = [e for e in events if e[0] == "step"]
-        evaluations = [e for e in events if e[0] == "evaluate"]
-        ends = [e for e in events if e[0] == "end"]
-        try:
-            for event in events:
-                if event[0] == "begin":
-                    self.progress_bar.max = event[1].meta["total_steps"]
-                    self.progress_bar.value = 0
-            if steps:
-                _, step, total, loss, elapsed = steps[-1]
-                self.progress_bar.value = step
-                left = elapsed / step * (total - step)
-                self.progress_label.value = (f"step {step}/{total} &nbsp; loss {loss:.3f} &nbsp; "
-                                             f"{elapsed:.0f} s so far, {_duration(left)} left")
-        except Exception as error:
-            self._show_error(error, "Showing the progress failed")
-        if evaluations and not ends:  # the end draws its own picture
-            run = evaluations[-1][1]
-            point = run.history[-1]
-            try:
-                self._draw_curves(run, f"epoch {point['epoch']:.2f}: validation accuracy {point['eval_accuracy']:.1%}")
-            except Exception as error:  # shown in the panel, never lost; training goes on
-                self._show_error(error, "Drawing the curves failed")
-        for _, run, failure in ends:
-            if failure is not None:
-                self._show_error(failure)
-            try:
-                if run is not None:
-                    self._finish(run)
-            except Exception as error:
-                self._show_error(error)
-            self._active = False
-            self._set_running(False)
+    def show_progress(self, step: int, total: int, loss: float, elapsed: float) -> None:
+        self.progress_bar.value = step
+        left = elapsed / step * (total - step)
+        self.progress_label.value = (f"step {step}/{total} &nbsp; loss {loss:.3f} &nbsp; "
+                                     f"{elapsed:.0f} s so far, {_duration(left)} left")
 
-    def _show_filed(self, events: list[tuple]) -> None:
+    def show_evaluation(self, run: Run) -> None:
+        point = run.history[-1]
+        self._draw_curves(run, f"epoch {point['epoch']:.2f}: validation accuracy {point['eval_accuracy']:.1%}")
+
+    def show_filed(self, event: tuple) -> None:
         """One line on the class study: the latest outcome (never an error of the run: training goes on)."""
-        if not events:
-            return
-        place = f"study {html.escape(repr(self._filer.study_name), quote=False)}"
-        kind, *rest = events[-1]
+        filer = self.controller.filer
+        place = f"study {html.escape(repr(filer.study_name), quote=False)}"
+        kind, *rest = event
         if kind == "filed":
             filed = ", ".join(f"run {number} as trial {trial}" for number, trial in rest[0])
-            line = f"&#10003; Filed in {place} as {html.escape(self._filer.learner, quote=False)}: {filed}."
+            line = f"&#10003; Filed in {place} as {html.escape(filer.learner, quote=False)}: {filed}."
         elif kind == "waiting":
             waiting, why = rest
             runs = f"run {waiting[0]}" if len(waiting) == 1 else f"runs {', '.join(map(str, waiting))}"
@@ -521,16 +449,14 @@ class TuningPanel:
             line = f"&#9888; Run {number} was not filed in {place}: {html.escape(why, quote=False)}"
         self.study_html.value = f"<div>{line}</div>"
 
-    def _finish(self, run: Run) -> None:
-        self.state.add_run(run)
-        if self._filer is not None and run.status in ("finished", "diverged", "stopped") and run.history:
-            self._filer.file(len(self.runs), run)  # on the filer's thread: returns at once
+    def show_ended(self, run: Run) -> None:
+        """The run that ended (already in `runs`): its row in the history, its curves, its verdict, a new plan."""
         self._refresh_history()  # first: the run joins the table even if drawing it fails
         d = diagnose(run, recorded=self._recorded_for(run))
         try:
             self._draw_curves(run)
         except Exception as error:  # the verdict still comes
-            self._show_error(error, "Drawing the curves failed")
+            self.show_error(error, "Drawing the curves failed")
         colour = {"good fit": "#2ca02c", "overfitting": "#e67e00", "underfitting": "#1f77b4", "diverged": "#b00020"}
         stopped = f" ({run.status})" if run.status in ("stopped", "failed") else ""
         best = f"best at epoch {d.best_epoch:.2f}, " if d.best_epoch is not None else ""
@@ -540,7 +466,20 @@ class TuningPanel:
                                    f"<div><b>Try:</b> {html.escape(d.advice)}</div>"
                                    + (f"<div><b>Against the recorded runs:</b> {html.escape(d.spread)}</div>"
                                       if d.spread else ""))
-        self._on_change()
+        self._on_change()  # the time estimate learnt from this run
+
+    def show_error(self, error: BaseException, what: str = "The run failed") -> None:
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        self.errors.append(text)
+        self.log_html.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{what}: {html.escape(text)}</pre>"
+        if what == "The run failed":
+            self.verdict_html.value = ""
+
+    def show_running(self, running: bool) -> None:
+        self.run_button.disabled = running or not self.plan.ok
+        self.stop_button.disabled = not running
+        self.preset_dropdown.disabled = running or self.vary is not None
+        self.apply_button.disabled = running
 
     def _recorded_for(self, run: Run) -> list[Run]:
         """The recorded runs drawn now, if they have the live run's settings (the seed aside)."""
@@ -555,28 +494,17 @@ class TuningPanel:
             self._curves.show_run(run, title=title)
         self.curves_image.value = self._curves.png()
 
-    def _show_error(self, error: BaseException, what: str = "The run failed") -> None:
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        self.errors.append(text)
-        self.log_html.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{what}: {html.escape(text)}</pre>"
-        if what == "The run failed":
-            self.verdict_html.value = ""
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.disabled = running or bool(self.check_html.value)
-        self.stop_button.disabled = not running
-        self.preset_dropdown.disabled = running or self.vary is not None
-        self.apply_button.disabled = running
-
     # ------------------------------------------------------------------ history, comparison, sharing
     def _refresh_history(self) -> None:
         rows = []
         for i, run in enumerate(self.runs, 1):
             d = diagnose(run)
-            changed = ", ".join(f"{LABELS.get(k, k)}={_short(v)}" for k, v in run.config.changes().items()) or "defaults"
+            changes = run.config.changes().items()
+            changed = ", ".join(f"{LABELS.get(k, k)}={_short(v)}" for k, v in changes) or "defaults"
             best_epoch = f"{d.best_epoch:.2f}" if d.best_epoch is not None else "-"
+            ended = f" ({run.status})" if run.status in ("stopped", "failed") else ""
             rows.append(f"<tr><td>{i}</td><td>{html.escape(changed)}</td><td>{d.best_accuracy:.1%}</td>"
-                        f"<td>{best_epoch}</td><td>{d.verdict}{f' ({run.status})' if run.status in ('stopped', 'failed') else ''}</td>"
+                        f"<td>{best_epoch}</td><td>{d.verdict}{ended}</td>"
                         f"<td>{run.meta.get('train_s', 0):.1f} s</td></tr>")
         self.history_html.value = (
             "<table style='border-collapse:collapse' cellpadding='4' border='1'><tr><th>run</th><th>changed from the "
@@ -613,7 +541,8 @@ class TuningPanel:
                                 layout=widgets.Layout(width="380px"))
         plan = widgets.VBox([self.plan_html, self.schedule_image], layout=widgets.Layout(width="420px"))
         top = widgets.HBox([controls, plan])
-        live = widgets.VBox([widgets.HBox([self.progress_bar, self.progress_label]), self.recorded_html, self.curves_image,
+        live = widgets.VBox([widgets.HBox([self.progress_bar, self.progress_label]), self.recorded_html,
+                             self.curves_image,
                              self.verdict_html, self.log_html, self.study_html])
         history = widgets.VBox([widgets.HTML("<b>Run history</b>"), self.history_html,
                                 widgets.HBox([self.compare_select, self.compare_button]), self.compare_image])
@@ -630,12 +559,6 @@ class TuningPanel:
         display(self.widget)
 
 
-def _login_name() -> str:
-    from .search import login_name as _login_name
-
-    return _login_name()
-
-
 def _study_line(filer: StudyFiler | None) -> str:
     """Where the runs go (the password hidden), before any run."""
     if filer is None:
@@ -646,7 +569,8 @@ def _study_line(filer: StudyFiler | None) -> str:
         where = make_url(filer.storage).render_as_string(hide_password=True)
     except Exception:  # not a URL sqlalchemy reads: the first filing says what is wrong
         where = "?"
-    return (f"<div><b>Class study:</b> every run that ends is filed in study {html.escape(repr(filer.study_name), quote=False)} at "
+    study = html.escape(repr(filer.study_name), quote=False)
+    return (f"<div><b>Class study:</b> every run that ends is filed in study {study} at "
             f"{html.escape(where, quote=False)} as {html.escape(filer.learner, quote=False)}.</div>")
 
 

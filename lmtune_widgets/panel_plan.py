@@ -1,12 +1,15 @@
-"""What the panel knows without any widget: the settings it starts from, its runs, and the plan of a config.
+"""The panel's state, without any widget: the settings it starts from, its runs, and the plan of a config.
 
     state = PanelState(FineTuneConfig(max_train_samples=64))
-    plan = state.plan(state.base.replace(learning_rate=1e-3))
-    plan.error or (plan.trainable, plan.steps, plan.seconds, plan.recorded)
+    plan = state.plan({"learning_rate": 1e-3})     # the base settings, changed by the controls' values
+    plan.ok and (plan.config, plan.trainable, plan.steps, plan.seconds, plan.recorded)
+    plan.error                                      # or why it cannot run
 
-The panel's widgets only show what `plan` returns. Planning counts trainable parameters by freezing a shared model
-skeleton (`models.plan_parameters` changes its `requires_grad` flags), so it runs under one lock, `PLANNING_LOCK`,
-whoever calls it: two panels in one notebook never count on a half-frozen skeleton.
+A `Plan` is the one answer to "is this runnable, and what will it do": the panel's view renders it, its Run button
+is on exactly when `plan.ok`, and `run()` trains `plan.config`, the config the learner saw planned. Planning counts
+trainable parameters by freezing a shared model skeleton (`models.plan_parameters` changes its `requires_grad`
+flags), so it runs under one lock, `PLANNING_LOCK`, whoever calls it: two panels in one notebook never count on a
+half-frozen skeleton.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ SECONDS_PER_UNIT = 1.3e-3  # the starting guess of planning.estimate_seconds, re
 
 @dataclass
 class Plan:
-    """A config as the panel describes it before training: its checks, its cost and its recorded runs."""
+    """A config as the panel describes it before training: whether it can run, its cost and its recorded runs.
+    Either `config` (runnable) or `error` (why not: the ValueError the run would raise) is set, never both."""
 
     config: FineTuneConfig | None
     error: str | None = None  # why the config cannot run (the ValueError's text)
@@ -33,6 +37,11 @@ class Plan:
     seconds: float = 0.0  # estimated training time
     recorded: list[Run] = field(default_factory=list)  # the atlas's runs of exactly these settings (all seeds)
     nearest: str = ""  # which recorded settings are nearest, when these are not recorded
+
+    @property
+    def ok(self) -> bool:
+        """Whether the config can run: what enables Run, and what `run()` checks."""
+        return self.config is not None and self.error is None
 
     @property
     def steps(self) -> int:
@@ -106,7 +115,8 @@ class PanelState:
 
         self.runs.append(run)
         if run.meta.get("train_s") and run.meta.get("total_steps"):
-            unit = estimate_seconds(run.config, run.meta["num_train"], run.meta["num_eval"], run.meta["num_layers"], 1.0)
+            meta = run.meta
+            unit = estimate_seconds(run.config, meta["num_train"], meta["num_eval"], meta["num_layers"], 1.0)
             done = len(run.learning_rates) / run.meta["total_steps"]
             if done > 0.2:
                 self.seconds_per_unit = run.meta["train_s"] / (unit * done)

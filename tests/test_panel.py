@@ -81,9 +81,9 @@ def test_run_button_records_a_run_with_the_controls_config(panel):
 def test_a_second_click_during_a_run_starts_nothing():
     panel = TuningPanel(**{**SMALL, "num_train_epochs": 3})
     assert panel.run() is True
-    thread = panel._thread
+    thread = panel.controller.training.thread
     panel.run_button.click()
-    assert panel.run() is False and panel._thread is thread
+    assert panel.run() is False and panel.controller.training.thread is thread
     panel.wait(120)
     assert len(panel.runs) == 1
 
@@ -92,7 +92,8 @@ def test_stop_ends_a_long_run_quickly_and_keeps_it():
     panel = TuningPanel(**{**SMALL, "num_train_epochs": 20, "max_train_samples": 128})
     panel.run()
     deadline = time.time() + 60
-    while not (panel._live_run and panel._live_run.history) and time.time() < deadline:
+    training = panel.controller.training
+    while not (training.live_run and training.live_run.history) and time.time() < deadline:
         time.sleep(0.2)
     t = time.perf_counter()
     panel.stop_button.click()
@@ -104,9 +105,12 @@ def test_stop_ends_a_long_run_quickly_and_keeps_it():
 
 def test_invalid_combination_is_flagged_before_run(panel):
     panel.controls["per_device_train_batch_size"].value = 64  # more than the 32 training samples
-    assert "per_device_train_batch_size=64 is out of range: allowed from 1 to 32" in panel.check_html.value
+    assert not panel.plan.ok and panel.plan.config is None
+    assert "per_device_train_batch_size=64 is out of range: allowed from 1 to 32" in panel.plan.error
+    assert panel.plan.error in panel.check_html.value  # the view shows the plan's reason
     assert panel.run_button.disabled and panel.run() is False and not panel.runs
     panel.controls["per_device_train_batch_size"].value = 16
+    assert panel.plan.ok and panel.plan.error is None
     assert panel.check_html.value == "" and not panel.run_button.disabled
 
 

@@ -119,14 +119,14 @@ def test_filing_happens_off_the_widget_path(tmp_path, recorded, monkeypatch):
     real = search.add_run_to_study
 
     def slow(run, *args, **kwargs):
-        calls.append((threading.current_thread().name, panel._lock._is_owned()))
+        calls.append((threading.current_thread().name, panel.controller.lock._is_owned()))
         assert release.wait(30), "never released"
         return real(run, *args, **kwargs)
 
     monkeypatch.setattr(search, "add_run_to_study", slow)
     panel = TuningPanel(storage=url, study_name="class", learner="ada")
     panel.run()
-    panel._runner.join(60)
+    panel.controller.training.join(60)
     deadline = time.time() + 30
     while panel.running and time.time() < deadline:  # the pump shows the end while the filing still waits
         time.sleep(0.05)

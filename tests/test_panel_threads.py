@@ -108,7 +108,7 @@ def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_co
         assert panel.run()
         pictures, moves = {bytes(panel.curves_image.value)}, 0
         deadline = time.time() + 120
-        while panel._thread.is_alive() and time.time() < deadline:
+        while panel.controller.training.alive and time.time() < deadline:
             for rate, frozen in ((3e-4, 4), (1e-3, 6), (5e-4, 5)):  # hammer: lr, schedule and planning each time
                 panel.controls["learning_rate"].value = rate
                 panel.controls["freeze_layers"].value = frozen
@@ -127,8 +127,9 @@ def test_slider_changes_during_a_run_leave_the_style_alone_and_keep_the_panel_co
     assert len(panel.runs) == 1 and panel.runs[0].status == "finished" and not panel.running
     assert "Against the recorded runs:" in panel.verdict_html.value  # drawn and judged on the band
     # what is shown is the plan of the controls as they are now, not of a moment during the run
-    expected = panel.state.plan(panel._values())
-    assert f"{expected.trainable / 1e6:.2f} M of" in panel.plan_html.value
+    assert panel.plan.config == panel.config
+    expected = panel.state.plan(panel.config.changes(panel.state.base))
+    assert expected.config == panel.config and f"{expected.trainable / 1e6:.2f} M of" in panel.plan_html.value
     assert panel.run_button.disabled is False and panel.stop_button.disabled is True
 
 
@@ -215,3 +216,22 @@ def test_the_curves_keep_growing_while_another_cell_holds_the_kernel(monkeypatch
     assert not panel.running and panel.runs and panel.runs[0].status == "finished"
     assert len({progress for progress, _ in seen}) >= 5  # the progress moved while the loop was held
     assert any(changed for _, changed in seen)
+
+
+def test_run_trains_the_config_of_the_plan_it_shows(monkeypatch, recorded_defaults):
+    """Run plans once and hands that plan's config to training: the config is not built from the controls again."""
+    from lmtune_widgets import panel_plan, training
+
+    trained, plans = [], []
+    play = replay(recorded_defaults[0], seconds_per_point=0.01)
+    monkeypatch.setattr(training, "fine_tune",
+                        lambda config, **kwargs: trained.append(config) or play(config, **kwargs))
+    panel = TuningPanel()
+    panel.controls["dropout"].value = 0.2
+    real_plan = panel_plan.PanelState.plan
+    monkeypatch.setattr(panel_plan.PanelState, "plan", lambda self, values: plans.append(real_plan(self, values))
+                        or plans[-1])
+    assert panel.run()
+    panel.wait(60)
+    assert len(plans) >= 1 and trained == [plans[0].config] and trained[0] is plans[0].config
+    assert trained[0].dropout == 0.2 and panel.runs[0].config is trained[0]
