@@ -16,7 +16,7 @@ def modules() -> dict[str, Path]:
         parts = path.relative_to(PACKAGE).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if parts and parts != ("__main__",):
+        if parts and parts[-1] != "__main__":  # `python -m` entry points: one line calling the module's main
             found[".".join(parts)] = path
     return found
 
