@@ -338,16 +338,17 @@ class Book:
         asked = dict(config_key(config))
         best = min(self._by_key, key=lambda key: _distance(asked, dict(key)))
         nearest = FineTuneConfig.from_dict(self._by_key[best][0]["config"]).replace(seed=config.seed)
-        differences = {name: (getattr(config, name), getattr(nearest, name)) for name, value in best
-                       if asked[name] != value}
+        recorded = dict(best)  # a knob left at its default is absent from a key (config.LATER_FIELDS): compare both ways
+        differences = {name: (getattr(config, name), getattr(nearest, name)) for name in {**asked, **recorded}
+                       if asked.get(name) != recorded.get(name)}
         return Match(self.runs(nearest), False, nearest, differences)
 
 
 def _distance(a: dict, b: dict) -> tuple[int, float]:
-    differing = [k for k in a if a[k] != b.get(k)]
+    differing = [k for k in {**a, **b} if a.get(k) != b.get(k)]
     spread = 0.0
     for k in differing:
-        x, y = a[k], b.get(k)
+        x, y = a.get(k), b.get(k)
         if isinstance(x, tuple) and isinstance(y, tuple):  # log10 of learning rates
             spread += abs(x[1] - y[1])
         elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
