@@ -1,4 +1,5 @@
-"""Pictures of runs: the curves of one run, several runs overlaid, seed bands, a planned learning-rate schedule.
+"""Pictures of runs: the curves of one run, several runs overlaid, seed bands, schedules, and the recorded
+evidence (a sweep, a two-knob grid, errors by kind, what fine-tuning forgets).
 
     from lmtune_widgets.plotting import plot_run, plot_runs, plot_bands, to_png
     fig = plot_run(run)                  # loss, accuracy and learning rate; best epoch marked
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .config import config_key
+from .config import FineTuneConfig, config_key
 from .figure_style import STYLE, default_style, line_style, new_figure, set_suptitle, set_title, style_axes, \
     style_text, styled_legend
 
@@ -35,6 +36,41 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 VERDICT_COLOURS = {"good fit": "#2ca02c", "overfitting": "#ff7f0e", "underfitting": "#1f77b4", "diverged": "#d62728"}
 LOSS_TITLE = "Loss (lower is better)"
 LOSS_TITLE_OVERLAID = "Loss (solid: validation, dashed: train)"
+
+
+# ------------------------------------------------------------------------------------------------ colours and names
+_COLOUR_OF: dict[tuple, str] = {}  # settings (apart from the seed) -> colour, for this kernel: one colour a setting
+
+
+def colours_for(configs: Iterable[FineTuneConfig]) -> list[str]:
+    """A colour for each setting, the same in every picture of a lesson: the defaults are always the first colour,
+    and any other setting keeps the colour it got when first drawn (unless a setting already in this picture has it)."""
+    if not _COLOUR_OF:
+        _COLOUR_OF[config_key(FineTuneConfig())] = COLOURS[0]
+    used: list[str] = []
+    for config in configs:
+        key = config_key(config)
+        colour = _COLOUR_OF.get(key)
+        if colour is None or colour in used:
+            free = [c for c in COLOURS if c not in used]
+            fresh = [c for c in free if c not in _COLOUR_OF.values()]
+            colour = (fresh or free or COLOURS)[0]
+            _COLOUR_OF.setdefault(key, colour)
+        used.append(colour)
+    return used
+
+
+def short_number(value: Any) -> str:
+    """1e-05, 3.2e-05, 0.1, 16: as short as the value allows."""
+    if isinstance(value, float) and value and abs(value) < 1e-2:
+        short = f"{value:.0e}"
+        return short if float(short) == value else f"{value:.1e}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_label(field: str, value: Any) -> str:
+    """'learning_rate 5e-04': a setting as the pictures and the lessons' printed lines name it."""
+    return f"{field} {short_number(value)}"
 
 
 # ------------------------------------------------------------------------------------------------ the three panels
@@ -315,8 +351,8 @@ def _seed_groups(runs: Sequence, labels: Sequence[str]) -> list[tuple[list, str]
 def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | None = None, live=None,
                live_label: str = "your run", colours: Sequence[str] | None = None) -> Figure:
     """Settings run with several seeds, one colour each (`draw_bands`): does `live`, drawn on top in black, land
-    inside the band? `colours` (one per group) keeps a setting's colour the same as in a lesson's other pictures;
-    by default COLOURS in order."""
+    inside the band? `colours` (one per group) keeps a setting's colour the same as in a lesson's other pictures
+    (`colours_for`); by default COLOURS in order."""
     fig, panels = curves_figure()
     draw_bands(panels, groups, labels, title, live, live_label, colours)
     return fig
@@ -436,3 +472,178 @@ def plot_freezing_cost(rows: Sequence[dict], accuracy_label: str = "best validat
     acc.set_ylim(0.4, 1.0)
     return fig
 
+
+# ------------------------------------------------------------------------------------------------ recorded evidence
+def _side_by_side(points: list[float], gap: float = 4.5) -> list[float]:
+    """A sideways shift in points for each value, so seeds that kept the same accuracy show as separate dots."""
+    shifts, seen = [], {}
+    for point in points:
+        key = round(point, 4)
+        seen[key] = seen.get(key, 0) + 1
+        shifts.append(seen[key] - 1)
+    count = {key: n for key, n in seen.items()}
+    return [gap * (k - (count[round(p, 4)] - 1) / 2) for p, k in zip(points, shifts)]
+
+
+@default_style
+def plot_sweep(groups: dict[Any, list], verdicts: dict[Any, str], against: list, field: str = "settings",
+               names: dict[Any, str] | None = None, measure=None, what: str = "kept accuracy",
+               title: str | None = None) -> Figure:
+    """Every seed's kept accuracy (or `measure`, named `what`; a dot) against the swept value of `field`, each
+    value's range as a bar coloured by its verdict against the reference (`verdicts`: "reference", "higher",
+    "lower" or another word), the reference's range (of the runs `against`) shaded across: bars that overlap the
+    shading are within the noise. Seeds that kept the same accuracy sit side by side."""
+    from matplotlib.transforms import ScaledTranslation
+
+    from .runs import accuracy_range, kept_accuracy
+
+    measure = measure or kept_accuracy
+    names = names or {value: str(value) for value in groups}
+    values = list(groups)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    logscale = numeric and min(values) > 0 and max(values) / min(values) >= 20
+    xs = values if numeric else list(range(len(values)))
+    lower_is_better = "loss" in what  # green reads as better and red as worse: for a loss, lower is green
+    colours = {"reference": "black", "higher": "#d62728" if lower_is_better else "#2ca02c",
+               "lower": "#2ca02c" if lower_is_better else "#d62728"}
+    better, worse = ("lower", "higher") if lower_is_better else ("higher", "lower")
+    fig = Figure(figsize=(6.4, 3.4))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.8)
+    ax = fig.subplots()
+    low, high = accuracy_range(against, measure)
+    ax.axhspan(low, high, color="grey", alpha=0.2, lw=0, label="the reference's range")
+    for x, (value, found) in zip(xs, groups.items()):
+        points = [measure(r) for r in found if math.isfinite(measure(r))]
+        colour = colours.get(verdicts[value], "#7f7f7f")
+        ax.vlines(x, min(points), max(points), color=colour, lw=2, alpha=0.6)
+        for point, shift in zip(points, _side_by_side(points)):
+            ax.plot([x], [point], "o", color=colour, markersize=4,
+                    transform=ax.transData + ScaledTranslation(shift / 72, 0, fig.dpi_scale_trans))
+    positive = [v for v in values if numeric and v > 0]
+    if logscale:
+        ax.set_xscale("log")
+    elif numeric and 0 in values and len(positive) >= 2 and max(positive) / min(positive) >= 20:
+        # a sweep from 0 over decades (weight decay 0, 0.01 ... 1): log spacing, with 0 one step left of the rest
+        ax.set_xscale("symlog", linthresh=min(positive), linscale=0.6)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([names[v].replace(f"{field} ", "") for v in values], fontsize=8,
+                       rotation=30 if not numeric else 0)
+    ax.minorticks_off()
+    ax.set(xlabel=field, ylabel=what)
+    ax.grid(alpha=0.3)
+    ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
+                 f"(black and the shading: the reference; green/red: {better}/{worse} than it\n"
+                 "by the rule; grey: within the noise)", fontsize=9)
+    return fig
+
+
+@default_style
+def plot_grid(grid, names: dict[Any, str] | None = None, title: str | None = None, measure=None,
+              what: str = "kept accuracy", lower_is_better: bool = False,
+              colours_like: FineTuneConfig | None = None) -> Figure:
+    """A recorded two-knob grid (`atlas.recorded_grid`): the kept accuracy (or `measure`, named `what`) of every
+    seed (a dot) against the grid's x setting, one line per value of its line setting (the seeds' mean, their range
+    shaded), each line's best value starred. Each line keeps the colour its setting has in the lesson's other
+    pictures (`colours_for`), or with `colours_like` the colour it has on that base (the same grid on another task
+    keeps its colours)."""
+    from .runs import kept_accuracy
+
+    names = names or {}
+    measure = measure or kept_accuracy
+    line_field, x_field, cells_of = grid.line_field, grid.x_field, grid.cells
+    best = grid.best(measure, lower_is_better)
+    fig = Figure(figsize=(6.4, 3.6))
+    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
+    ax = fig.subplots()
+    drawn = [line for line, cells in cells_of.items() if cells]
+    line_colours = dict(zip(drawn, colours_for((colours_like or grid.base).replace(**{line_field: line})
+                                               for line in drawn)))
+    for line in drawn:
+        cells = cells_of[line]
+        colour, xs = line_colours[line], list(cells)
+        ax.fill_between(xs, [grid.spread(line, x, measure)[0] for x in xs],
+                        [grid.spread(line, x, measure)[1] for x in xs], color=colour, alpha=0.18, lw=0)
+        ax.plot(xs, [grid.mean(line, x, measure) for x in xs], "-", color=colour, lw=1.5,
+                label=names.get(line, setting_label(line_field, line)))
+        for x in xs:
+            ax.plot([x] * len(cells[x]), [measure(r) for r in cells[x]], "o", color=colour, markersize=3)
+        ax.plot([best[line]], [grid.mean(line, best[line], measure)], "*", markersize=14, markerfacecolor="none",
+                markeredgecolor=colour, markeredgewidth=1.6)  # hollow: stars of lines that meet stay visible
+    runs = [r for cells in cells_of.values() for found in cells.values() for r in found]
+    chance = next((r.meta.get("chance_accuracy") for r in runs), None)
+    if chance and measure is kept_accuracy:
+        values = [v for v in (measure(r) for r in runs) if math.isfinite(v)]
+        if values and min(values) - chance > max(values) - min(values):  # drawn, chance would squash the lines
+            ax.text(0.01, 0.02, f"chance ({chance:.0%}) is below the scale", transform=ax.transAxes,
+                    fontsize=7, color="grey")
+        else:
+            ax.axhline(chance, color="grey", lw=1, ls=":")
+    numeric = all(isinstance(x, (int, float)) for cells in cells_of.values() for x in cells)
+    if numeric and x_field == "learning_rate":
+        ax.set_xscale("log")
+        recorded_xs = sorted({x for cells in cells_of.values() for x in cells})
+        if len(recorded_xs) <= 8:  # ticks at the recorded values, not at powers of ten between them
+            ax.set_xticks(recorded_xs, [short_number(x) for x in recorded_xs], fontsize=8)
+            ax.minorticks_off()
+    ax.set(xlabel=x_field.replace("_", " "), ylabel=f"{what} (each dot a seed)")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", va="center", color="grey")
+    ax.set_title(title or f"{what.capitalize()}: {x_field} for each {line_field}", fontsize=10)
+    return fig
+
+
+@default_style
+def plot_tradeoff(groups: dict[Any, list], field: str, title: str | None = None) -> Figure:
+    """Every recorded seed as a point: the kept model's accuracy on the task against its sentence similarity
+    (what it still knows from pretraining), one colour per value of `field`."""
+    import matplotlib
+
+    from .evidence import similarity
+    from .runs import kept_accuracy
+
+    fig = Figure(figsize=(6.4, 3.6))
+    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
+    ax = fig.subplots()
+    shades = matplotlib.colormaps["viridis"]  # one value after another, light to dark: no red or green verdicts here
+    for i, (value, found) in enumerate(groups.items()):
+        ax.plot([similarity(r) for r in found], [kept_accuracy(r) for r in found], "o",
+                color=shades(0.9 - 0.85 * i / max(1, len(groups) - 1)), markeredgecolor="black", markeredgewidth=0.4,
+                label=short_number(value))
+    before = next((r.meta.get("similarity_before") for found in groups.values() for r in found), None)
+    if before is not None:
+        ax.axvline(before, color="grey", ls=":", lw=1)
+        ax.annotate("before\nfine-tuning", (before, 1), xycoords=("data", "axes fraction"), fontsize=7, ha="right",
+                    va="top", xytext=(-3, -3), textcoords="offset points")
+    ax.set(xlabel="sentence similarity kept (Spearman; right is better)", ylabel="kept accuracy on the task")
+    ax.grid(alpha=0.3)
+    ax.legend(title=field, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.set_title(title or "What the task gains against what pretraining loses", fontsize=10)
+    return fig
+
+
+@default_style
+def plot_errors(groups: dict[str, list], title: str = "Error rate of the kept model, by kind of message") -> Figure:
+    """For each named group of recorded seeds (a panel each): every seed's error rate on each kind of message
+    (the data's `phenomenon` column) as a dot, the range as a bar, with the number of messages of that kind."""
+    from .evidence import error_rate
+
+    fig = Figure(figsize=(4.2 * len(groups), 2.9))
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.18, top=0.8, wspace=0.45)
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (name, found) in zip(axes, groups.items()):
+        counts = found[0].kept.get("errors_by_phenomenon") or {}
+        kinds = sorted(counts, key=lambda k: -counts[k][1])
+        for y, kind in enumerate(kinds):
+            rates = [error_rate(kind)(r) for r in found]
+            ax.hlines(y, min(rates), max(rates), color="#1f77b4", lw=3, alpha=0.5)
+            ax.plot(rates, [y] * len(rates), "o", color="#1f77b4", markersize=4)
+        ax.set_yticks(range(len(kinds)))
+        ax.set_yticklabels([f"{k} ({counts[k][1]})" for k in kinds], fontsize=8)
+        ax.set(xlabel="error rate", xlim=(0, 1))
+        ax.set_title(f"{name}, {len(found)} seeds", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig

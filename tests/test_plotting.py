@@ -101,3 +101,19 @@ def test_the_curves_never_write_matplotlibs_global_settings_and_ignore_them(monk
     assert {line.get_linewidth() for line in panels.rate.lines} == {1.5}  # the default, not the context's 7
     assert panels.loss.title.get_fontsize() == 12.0 and fig.get_suptitle() == "one run"
 
+
+def test_a_recorded_grid_draws_each_line_in_its_settings_colour_and_stars_its_best():
+    from lmtune_widgets import FineTuneConfig, atlas, evidence
+    from lmtune_widgets.plotting import colours_for, plot_grid
+
+    base = FineTuneConfig(**evidence.FREEZING)
+    grid = atlas.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3, 7e-4], base=base)
+    assert grid.missing == [(0, 7e-4), (4, 7e-4)] and set(grid.cells[0]) == {1e-4, 2e-3}
+    fig = plot_grid(grid, names={0: "everything trains"})
+    ax = fig.axes[0]
+    labelled = {line.get_label(): line.get_color() for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert labelled == dict(zip(["everything trains", "freeze_layers 4"],
+                                colours_for(base.replace(freeze_layers=n) for n in (0, 4))))
+    stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
+    best = grid.best()
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(best[n], grid.mean(n, best[n])) for n in (0, 4)]
