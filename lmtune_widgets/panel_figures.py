@@ -2,15 +2,16 @@
 
     curves = CurvesFigure()
     curves.show_run(run, title="epoch 1.00: ...")     # what plotting.plot_run draws
-    curves.show_bands(recorded, live=run)              # what plotting.plot_bands([recorded], ["recorded"], live=run) draws
+    curves.show_bands(recorded, live=run)              # what plot_bands([recorded], ["recorded"], live=run) draws
     png = curves.png()                                 # PNG bytes for an ipywidgets.Image
     schedule = ScheduleFigure(); schedule.show(rates, title); schedule.png()
 
 `plotting` builds a new figure for every picture (right for lessons, which draw once). The panel redraws its
 curves at every evaluation point and on every control change, so here one figure and its axes are kept: each
 picture takes away what the last one drew (`plotting.clear_panels`) and draws into the same axes with plotting's
-own functions (`plotting.draw_run`, `plotting.draw_bands`), so the panel's curves are the lessons' curves by construction. Only
-the lines, the drawing and the PNG encoding are paid again, not the figure, its axes and their ticks.
+own functions (`plotting.draw_run`, `plotting.draw_bands`), so the panel's curves are the lessons' curves by
+construction. Only the lines, the drawing and the PNG encoding are paid again, not the figure, its axes and their
+ticks.
 
 Style without global state: both pictures give every artist matplotlib's default look themselves
 (`figure_style`): the learner's style never reaches them and is never touched, whichever thread draws. Not
