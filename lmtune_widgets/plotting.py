@@ -13,8 +13,8 @@ artist matplotlib's default look themselves (`figure_style`), so they draw the s
 set, from any thread, and never touch matplotlib's global settings. The other pictures are drawn once from a
 notebook cell, in a style context (`figure_style.default_style`) that puts the globals back as they were.
 
-Every function returns a `matplotlib.figure.Figure` built without pyplot, so nothing piles up in pyplot's list of
-open figures.
+Every `plot_` function returns a `matplotlib.figure.Figure` built without pyplot, so nothing piles up in pyplot's
+list of open figures.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .config import FineTuneConfig, config_key
-from .figure_style import STYLE, default_style, line_style, new_figure, set_suptitle, set_title, style_axes, \
-    style_text, styled_legend
+from .figure_style import (STYLE, default_style, line_style, new_figure, set_suptitle, set_title, style_axes,
+                           style_text, styled_legend)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
