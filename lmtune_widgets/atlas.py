@@ -6,6 +6,9 @@
     book.runs(cfg)                   # the recorded Runs whose config equals cfg apart from the seed
     book.band(cfg)                   # per evaluation point: step, epoch, mean/min/max of the curves over the seeds
     book.lookup(cfg)                 # the runs for cfg, or the nearest recorded config, saying it is not the same
+    atlas.recorded(learning_rate=1e-3)                  # the defaults with a change, its seeds; ValueError if absent
+    grid = atlas.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3])   # two knobs at once
+    grid.cells[0][1e-4], grid.missing, grid.best()      # the seeds of a combination, what is absent, each line's best
 
 Every run of this kit is deterministic on a CPU: the same config, seed, torch version, processor and thread count
 give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable),
@@ -27,10 +30,10 @@ import time
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .config import FineTuneConfig, config_key
-from .runs import Run, seed_band
+from .runs import Run, accuracy_range, kept_accuracy, seed_band
 
 FORMAT = "lmtune-widgets/recorded-run"
 FORMAT_VERSION = 1
@@ -373,6 +376,66 @@ def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
         files = sorted(folder.glob(f"{device}-*.jsonl")) if folder.exists() else []
         _BOOKS[key] = Book(r for path in files for r in _read(path))
     return _BOOKS[key]
+
+
+def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
+    """The recorded seeds of `config` (the defaults) with `changes`; ValueError naming it if it is not recorded."""
+    config = (config or FineTuneConfig()).replace(**changes)
+    found = load().runs(config)
+    if not found:
+        raise ValueError(f"not recorded: {config.changes() or 'the defaults'} (see `make atlas`)")
+    return found
+
+
+def seed_mean(runs: list[Run], measure: Callable[[Run], float] = kept_accuracy) -> float:
+    """The mean of `measure` (by default the kept accuracy) over the seeds that have it; NaN if none has."""
+    values = [measure(r) for r in runs if math.isfinite(measure(r))]
+    return sum(values) / len(values) if values else math.nan
+
+
+@dataclass
+class RecordedGrid:
+    """A recorded two-knob grid on `base`: the seeds of every recorded combination (`cells`: {line value: {x value:
+    runs}}, a line with nothing recorded has {}), and the combinations that are not recorded (`missing`)."""
+
+    line_field: str
+    x_field: str
+    base: FineTuneConfig
+    cells: dict[Any, dict[Any, list[Run]]]
+    missing: list[tuple[Any, Any]]
+
+    def mean(self, line: Any, x: Any, measure: Callable[[Run], float] = kept_accuracy) -> float:
+        return seed_mean(self.cells[line][x], measure)
+
+    def spread(self, line: Any, x: Any, measure: Callable[[Run], float] = kept_accuracy) -> tuple[float, float]:
+        """The lowest and highest seed's `measure` at one combination."""
+        return accuracy_range(self.cells[line][x], measure)
+
+    def best(self, measure: Callable[[Run], float] = kept_accuracy, lower_is_better: bool = False) -> dict[Any, Any]:
+        """{line value: the x value whose seeds have the best mean} for each line with something recorded (the
+        pick a learner would make: the mean, judged on the same validation split, flattering every line alike)."""
+        pick = min if lower_is_better else max
+        return {line: pick(cells, key=lambda x: seed_mean(cells[x], measure))
+                for line, cells in self.cells.items() if cells}
+
+
+def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_values: Iterable[Any],
+                  base: FineTuneConfig | None = None) -> RecordedGrid:
+    """The recorded seeds of `base` (the defaults) at every combination of a value of `line_field` with a value of
+    `x_field`; the combinations not recorded are left out and listed, not an error (a lesson draws what is there)."""
+    base = base or FineTuneConfig()
+    x_values = list(x_values)
+    cells: dict[Any, dict[Any, list[Run]]] = {}
+    missing = []
+    for line in line_values:
+        cells[line] = {}
+        for x in x_values:
+            found = load().runs(base.replace(**{line_field: line, x_field: x}))
+            if found:
+                cells[line][x] = found
+            else:
+                missing.append((line, x))
+    return RecordedGrid(line_field, x_field, base, cells, missing)
 
 
 def device_note(device: str = "auto", capability: tuple[int, int] | None = None) -> str:

@@ -1,4 +1,5 @@
-"""What the lesson notebooks share: set-up, quick mode, sweeps, the predict-then-run exercise, results.
+"""What the lesson notebooks share: set-up, quick mode, sweeps, the predict-then-run exercise, results, and the
+recorded evidence said in words (each picture drawn by `plotting`, each lookup made by `atlas`).
 
     from lmtune_widgets import lessons
     device = lessons.setup()                              # quiet logs; says CPU or GPU
@@ -10,6 +11,8 @@
     lessons.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3])  # two knobs: a line per value
     lessons.is_it_real(first, second)                     # the one rule, said plainly
     lessons.check_claims("01")                            # the lesson's claims, checked on the recorded runs
+    atlas.recorded(learning_rate=1e-3)                    # recorded seeds (was lessons.recorded)
+    plotting.plot_tradeoff(groups, field)                 # and plot_errors, colours_for (were lessons.)
 
 `QUICK = True` (papermill in CI) shrinks every live run to a few seconds so the whole series executes fast;
 `QUICK = False` is what learners run. Sweeps and comparisons come from the recorded runs (the atlas: several seeds
@@ -18,11 +21,13 @@ by its last cell (`check_claims`), so CI asserts each lesson's claims on every r
 
 Within one kernel, settings that were already trained are not trained again: a run is deterministic for a given
 configuration and seed (tested), so `run_once`, `sweep` and the exercise reuse the earlier run's curves and say so.
+
+`lessons.recorded`, `colours_for`, `plot_tradeoff` and `plot_errors` moved to `atlas` and `plotting`; the old names
+still work for this release, with a DeprecationWarning.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -212,53 +217,6 @@ def save_results(path: str | os.PathLike, **results: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ recorded evidence
-def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
-    """The recorded seeds of `config` (the defaults) with `changes`; ValueError naming it if it is not recorded."""
-    from . import atlas
-
-    config = (config or FineTuneConfig()).replace(**changes)
-    found = atlas.load().runs(config)
-    if not found:
-        raise ValueError(f"not recorded: {config.changes() or 'the defaults'} (see `make atlas`)")
-    return found
-
-
-_COLOUR_OF: dict[tuple, str] = {}  # settings (apart from the seed) -> colour, for this kernel: one colour a setting
-
-
-def colours_for(configs: Iterable[FineTuneConfig]) -> list[str]:
-    """A colour for each setting, the same in every picture of a lesson: the defaults are always the first colour,
-    and any other setting keeps the colour it got when first drawn (unless a setting already in this picture has it)."""
-    from .config import config_key
-    from .plotting import COLOURS
-
-    if not _COLOUR_OF:
-        _COLOUR_OF[config_key(FineTuneConfig())] = COLOURS[0]
-    used: list[str] = []
-    for config in configs:
-        key = config_key(config)
-        colour = _COLOUR_OF.get(key)
-        if colour is None or colour in used:
-            free = [c for c in COLOURS if c not in used]
-            fresh = [c for c in free if c not in _COLOUR_OF.values()]
-            colour = (fresh or free or COLOURS)[0]
-            _COLOUR_OF.setdefault(key, colour)
-        used.append(colour)
-    return used
-
-
-def _number(value: Any) -> str:
-    """1e-05, 3.2e-05, 0.1, 16: as short as the value allows."""
-    if isinstance(value, float) and value and abs(value) < 1e-2:
-        short = f"{value:.0e}"
-        return short if float(short) == value else f"{value:.1e}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _label(field: str, value: Any) -> str:
-    return f"{field} {_number(value)}"
-
-
 def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | None = None,
                    labels: list[str] | None = None, title: str | None = None, reference: Any = None,
                    curves: Iterable[Any] | None = None, measure=None, what: str = "kept accuracy",
@@ -268,13 +226,15 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
     (or `measure`, named `what`) of every seed against the value, with the reference's range shaded: a value whose
     range stays clear of the shading differs from it by the one rule. Prints one line per value. Returns
     {value: runs}."""
+    from .plotting import setting_label
+
     base = base or FineTuneConfig()
     values = list(values)
     reference = getattr(base, field) if reference is None else reference
     if reference not in values:
         values.append(reference)  # judged against, not listed: drawn only if asked for
-    names = dict(zip(values, labels or [_label(field, value) for value in values]))
-    names.setdefault(reference, _label(field, reference))
+    names = dict(zip(values, labels or [setting_label(field, value) for value in values]))
+    names.setdefault(reference, setting_label(field, reference))
     settings = {value: base.replace(**{field: value}) for value in values}
     found = recorded_compare(settings, reference, names, title, curves, measure, what, draw, axis=field)
     return found
@@ -286,11 +246,12 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key)."""
     from collections import Counter
 
-    from .plotting import plot_bands
+    from . import atlas
+    from .plotting import colours_for, plot_bands, plot_sweep
     from .runs import accuracy_range, compare_runs, kept_accuracy
 
     measure = measure or kept_accuracy
-    groups = {key: recorded(config) for key, config in settings.items()}
+    groups = {key: atlas.recorded(config) for key, config in settings.items()}
     names = names or {key: str(key) for key in settings}
     against = groups[reference]
     verdicts = {key: "reference" if key == reference else compare_runs(found, against, measure, what).verdict
@@ -303,7 +264,7 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
         if curves:  # each setting keeps one colour in all the lesson's pictures
             show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title,
                             colours=colours_for(settings[k] for k in curves)))
-        show(_sweep_figure(axis, groups, names, verdicts, against, measure, what, title))
+        show(plot_sweep(groups, verdicts, against, axis, names, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
     for key, found in groups.items():
         low, high = accuracy_range(found, measure)
@@ -326,181 +287,40 @@ def recorded_rows(groups: dict[Any, list[Run]], field: str) -> list[dict[str, An
     return rows
 
 
-def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = None):
-    """Every recorded seed as a point: the kept model's accuracy on the task against its sentence similarity
-    (what it still knows from pretraining), one colour per value of `field`."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    from .evidence_measures import similarity
-    from .runs import kept_accuracy
-
-    fig = Figure(figsize=(6.4, 3.6))
-    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
-    ax = fig.subplots()
-    shades = matplotlib.colormaps["viridis"]  # one value after another, light to dark: no red or green verdicts here
-    for i, (value, found) in enumerate(groups.items()):
-        ax.plot([similarity(r) for r in found], [kept_accuracy(r) for r in found], "o",
-                color=shades(0.9 - 0.85 * i / max(1, len(groups) - 1)), markeredgecolor="black", markeredgewidth=0.4,
-                label=_number(value))
-    before = next((r.meta.get("similarity_before") for found in groups.values() for r in found), None)
-    if before is not None:
-        ax.axvline(before, color="grey", ls=":", lw=1)
-        ax.annotate("before\nfine-tuning", (before, 1), xycoords=("data", "axes fraction"), fontsize=7, ha="right",
-                    va="top", xytext=(-3, -3), textcoords="offset points")
-    ax.set(xlabel="sentence similarity kept (Spearman; right is better)", ylabel="kept accuracy on the task")
-    ax.grid(alpha=0.3)
-    ax.legend(title=field, fontsize=7, title_fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    ax.set_title(title or "What the task gains against what pretraining loses", fontsize=10)
-    return fig
-
-
-def _side_by_side(points: list[float], gap: float = 4.5) -> list[float]:
-    """A sideways shift in points for each value, so seeds that kept the same accuracy show as separate dots."""
-    shifts, seen = [], {}
-    for point in points:
-        key = round(point, 4)
-        seen[key] = seen.get(key, 0) + 1
-        shifts.append(seen[key] - 1)
-    count = {key: n for key, n in seen.items()}
-    return [gap * (k - (count[round(p, 4)] - 1) / 2) for p, k in zip(points, shifts)]
-
-
-def _sweep_figure(field, groups, names, verdicts, against, measure, what, title):
-    """Every seed's kept accuracy (a dot) against the swept value, each value's range as a bar, the reference's
-    range shaded across: bars that overlap the shading are within the noise. Seeds that kept the same accuracy
-    sit side by side."""
-    import math
-
-    from matplotlib.figure import Figure
-    from matplotlib.transforms import ScaledTranslation
-
-    from .runs import accuracy_range
-
-    values = list(groups)
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    logscale = numeric and min(values) > 0 and max(values) / min(values) >= 20
-    xs = values if numeric else list(range(len(values)))
-    lower_is_better = "loss" in what  # green reads as better and red as worse: for a loss, lower is green
-    colours = {"reference": "black", "higher": "#d62728" if lower_is_better else "#2ca02c",
-               "lower": "#2ca02c" if lower_is_better else "#d62728"}
-    better, worse = ("lower", "higher") if lower_is_better else ("higher", "lower")
-    fig = Figure(figsize=(6.4, 3.4))
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.8)
-    ax = fig.subplots()
-    low, high = accuracy_range(against, measure)
-    ax.axhspan(low, high, color="grey", alpha=0.2, lw=0, label="the reference's range")
-    for x, (value, found) in zip(xs, groups.items()):
-        points = [measure(r) for r in found if math.isfinite(measure(r))]
-        colour = colours.get(verdicts[value], "#7f7f7f")
-        ax.vlines(x, min(points), max(points), color=colour, lw=2, alpha=0.6)
-        for point, shift in zip(points, _side_by_side(points)):
-            ax.plot([x], [point], "o", color=colour, markersize=4,
-                    transform=ax.transData + ScaledTranslation(shift / 72, 0, fig.dpi_scale_trans))
-    positive = [v for v in values if numeric and v > 0]
-    if logscale:
-        ax.set_xscale("log")
-    elif numeric and 0 in values and len(positive) >= 2 and max(positive) / min(positive) >= 20:
-        # a sweep from 0 over decades (weight decay 0, 0.01 ... 1): log spacing, with 0 one step left of the rest
-        ax.set_xscale("symlog", linthresh=min(positive), linscale=0.6)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([names[v].replace(f"{field} ", "") for v in values], fontsize=8,
-                       rotation=30 if not numeric else 0)
-    ax.minorticks_off()
-    ax.set(xlabel=field, ylabel=what)
-    ax.grid(alpha=0.3)
-    ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
-                 f"(black and the shading: the reference; green/red: {better}/{worse} than it\n"
-                 "by the rule; grey: within the noise)", fontsize=9)
-    return fig
-
-
 def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_values: Iterable[Any],
                   base: FineTuneConfig | None = None, names: dict[Any, str] | None = None, title: str | None = None,
                   draw: bool = True, measure=None, what: str = "kept accuracy",
                   lower_is_better: bool = False, colours_like: FineTuneConfig | None = None,
                   ) -> dict[Any, dict[Any, list[Run]]]:
-    """A recorded two-knob grid, at once: the kept accuracy (or `measure`, named `what`) of every seed (a dot)
-    against `x_field`, one line per value of `line_field` (the seeds' mean, their range shaded), each line's best
-    value starred. Combinations that were not recorded are left out and named. Prints each line's best value and
-    its range. `colours_like`: draw each line in the colour its value has on that base (the same grid on another
-    task keeps its colours). Returns {line value: {x value: runs}}."""
-    from matplotlib.figure import Figure
+    """A recorded two-knob grid, at once (`atlas.recorded_grid`), drawn (`plotting.plot_grid`: the kept accuracy, or
+    `measure` named `what`, of every seed against `x_field`, a line per value of `line_field`, each line's best value
+    starred). Combinations that were not recorded are left out and named. Prints each line's best value and its
+    range. `colours_like`: draw each line in the colour its value has on that base (the same grid on another task
+    keeps its colours). Returns {line value: {x value: runs}}."""
+    from . import atlas
+    from .plotting import plot_grid, setting_label
+    from .runs import kept_accuracy
 
-    from .evidence_measures import mean_of
-    from .runs import accuracy_range, kept_accuracy
-
-    base = base or FineTuneConfig()
-    names = names or {}
     measure = measure or kept_accuracy
-    grid: dict[Any, dict[Any, list[Run]]] = {}
-    missing = []
-    for line in line_values:
-        grid[line] = {}
-        for x in x_values:
-            try:
-                grid[line][x] = recorded(base, **{line_field: line, x_field: x})
-            except ValueError:
-                missing.append(f"{_label(line_field, line)}, {_label(x_field, x)}")
-    if missing:
-        print("not recorded (left out): " + "; ".join(missing))
-    pick = min if lower_is_better else max
-    best = {line: pick(cells, key=lambda x: mean_of(cells[x], measure)) for line, cells in grid.items() if cells}
+    names = names or {}
+    grid = atlas.recorded_grid(line_field, line_values, x_field, x_values, base)
+    if grid.missing:
+        print("not recorded (left out): " + "; ".join(f"{setting_label(line_field, line)}, {setting_label(x_field, x)}"
+                                                     for line, x in grid.missing))
     if draw:
-        fig = Figure(figsize=(6.4, 3.6))
-        fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
-        ax = fig.subplots()
-        drawn = [line for line, cells in grid.items() if cells]
-        line_colours = dict(zip(drawn, colours_for((colours_like or base).replace(**{line_field: line}) for line in drawn)))
-        for line, cells in grid.items():
-            if not cells:
-                continue
-            colour, xs = line_colours[line], list(cells)
-            ax.fill_between(xs, [accuracy_range(cells[x], measure)[0] for x in xs],
-                            [accuracy_range(cells[x], measure)[1] for x in xs], color=colour, alpha=0.18, lw=0)
-            ax.plot(xs, [mean_of(cells[x], measure) for x in xs], "-", color=colour, lw=1.5,
-                    label=names.get(line, _label(line_field, line)))
-            for x in xs:
-                ax.plot([x] * len(cells[x]), [measure(r) for r in cells[x]], "o", color=colour, markersize=3)
-            ax.plot([best[line]], [mean_of(cells[best[line]], measure)], "*", markersize=14, markerfacecolor="none",
-                    markeredgecolor=colour, markeredgewidth=1.6)  # hollow: stars of lines that meet stay visible
-        chance = next((r.meta.get("chance_accuracy") for cells in grid.values() for found in cells.values() for r in found), None)
-        if chance and measure is kept_accuracy:
-            values = [measure(r) for cells in grid.values() for found in cells.values() for r in found]
-            values = [v for v in values if math.isfinite(v)]
-            if values and min(values) - chance > max(values) - min(values):  # drawn, chance would squash the lines
-                ax.text(0.01, 0.02, f"chance ({chance:.0%}) is below the scale", transform=ax.transAxes,
-                        fontsize=7, color="grey")
-            else:
-                ax.axhline(chance, color="grey", lw=1, ls=":")
-        numeric = all(isinstance(x, (int, float)) for cells in grid.values() for x in cells)
-        if numeric and x_field == "learning_rate":
-            ax.set_xscale("log")
-            recorded_xs = sorted({x for cells in grid.values() for x in cells})
-            if len(recorded_xs) <= 8:  # ticks at the recorded values, not at powers of ten between them
-                ax.set_xticks(recorded_xs, [_number(x) for x in recorded_xs], fontsize=8)
-                ax.minorticks_off()
-        ax.set(xlabel=x_field.replace("_", " "), ylabel=f"{what} (each dot a seed)")
-        ax.grid(alpha=0.3)
-        if any(grid.values()):
-            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-        else:
-            ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", va="center", color="grey")
-        ax.set_title(title or f"{what.capitalize()}: {x_field} for each {line_field}", fontsize=10)
-        show(fig)
+        show(plot_grid(grid, names, title, measure, what, lower_is_better, colours_like))
     fmt = (lambda x: f"{x:.1%}") if "accuracy" in what else (lambda x: f"{x:.3f}")
-    for line, cells in grid.items():
-        if cells:
-            low, high = accuracy_range(cells[best[line]], measure)
-            print(f"{names.get(line, _label(line_field, line)):>22}: best at {_label(x_field, best[line])}, {what} "
-                  f"{fmt(low)} to {fmt(high)} over {len(cells[best[line]])} seeds")
-    return grid
+    for line, best in grid.best(measure, lower_is_better).items():
+        low, high = grid.spread(line, best, measure)
+        print(f"{names.get(line, setting_label(line_field, line)):>22}: best at {setting_label(x_field, best)}, {what} "
+              f"{fmt(low)} to {fmt(high)} over {len(grid.cells[line][best])} seeds")
+    return grid.cells
 
 
 def is_it_real(first: list[Run], second: list[Run], names: tuple[str, str] = ("first", "second"),
                title: str | None = None) -> str:
     """Two settings, each recorded with several seeds: their bands side by side, and the rule's verdict in words."""
-    from .plotting import plot_bands
+    from .plotting import colours_for, plot_bands
     from .runs import compare_runs
 
     show(plot_bands([first, second], list(names), title=title,
@@ -520,32 +340,6 @@ def check_claims(lesson: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ errors by kind
-def plot_errors(groups: dict[str, list[Run]], title: str = "Error rate of the kept model, by kind of message"):
-    """For each named group of recorded seeds (a panel each): every seed's error rate on each kind of message
-    (the data's `phenomenon` column) as a dot, the range as a bar, with the number of messages of that kind."""
-    from matplotlib.figure import Figure
-
-    from .evidence_measures import error_rate
-
-    fig = Figure(figsize=(4.2 * len(groups), 2.9))
-    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.18, top=0.8, wspace=0.45)
-    axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    for ax, (name, found) in zip(axes, groups.items()):
-        counts = found[0].kept.get("errors_by_phenomenon") or {}
-        kinds = sorted(counts, key=lambda k: -counts[k][1])
-        for y, kind in enumerate(kinds):
-            rates = [error_rate(kind)(r) for r in found]
-            ax.hlines(y, min(rates), max(rates), color="#1f77b4", lw=3, alpha=0.5)
-            ax.plot(rates, [y] * len(rates), "o", color="#1f77b4", markersize=4)
-        ax.set_yticks(range(len(kinds)))
-        ax.set_yticklabels([f"{k} ({counts[k][1]})" for k in kinds], fontsize=8)
-        ax.set(xlabel="error rate", xlim=(0, 1))
-        ax.set_title(f"{name}, {len(found)} seeds", fontsize=9)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def show_errors(run: Run, count: int = 8) -> list[dict[str, Any]]:
     """The validation messages the run's kept model gets wrong (the first `count`), with their kind."""
     from .data import load_splits
@@ -598,6 +392,7 @@ def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], 
     recorded seed, since a shared machine only ever slows a run down.)"""
     from . import atlas, memory
     from .evidence_measures import forgetting, mean_of, per_epoch_seconds, tuned
+    from .plotting import short_number
     from .runs import accuracy_range, compare_runs
 
     book = atlas.load()
@@ -618,7 +413,49 @@ def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], 
                      "step_memory_gb": round((bill.total - bill.bytes["weights"]) / 1e9, 2),
                      "kept_accuracy": [round(low, 4), round(high, 4)], "mean_accuracy": round(mean_of(found), 4),
                      "forgot": [round(min(lost), 3), round(max(lost), 3)], "against_reference": verdict})
-        print(f"{name:>24} at {_number(rate)}: {rows[-1]['trainable'] / 1e6:6.2f} M trainable, {seconds:5.0f} s per epoch, "
+        print(f"{name:>24} at {short_number(rate)}: {rows[-1]['trainable'] / 1e6:6.2f} M trainable, "
+              f"{seconds:5.0f} s per epoch, "
               f"+{rows[-1]['step_memory_gb']:.2f} GB a step; kept {low:.1%} to {high:.1%} over {len(found)} seeds; "
               f"forgot {min(lost):+.3f} to {max(lost):+.3f} nats; against {reference}: {verdict}")
     return rows
+
+
+# ---------------------------------------------------------------------------------- moved (this release only)
+def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
+    """Deprecated: `atlas.recorded`."""
+    from . import atlas
+
+    _moved("recorded", "atlas.recorded")
+    return atlas.recorded(config, **changes)
+
+
+def colours_for(configs: Iterable[FineTuneConfig]) -> list[str]:
+    """Deprecated: `plotting.colours_for`."""
+    from .plotting import colours_for
+
+    _moved("colours_for", "plotting.colours_for")
+    return colours_for(configs)
+
+
+def plot_tradeoff(groups: dict[Any, list[Run]], field: str, title: str | None = None):
+    """Deprecated: `plotting.plot_tradeoff`."""
+    from .plotting import plot_tradeoff
+
+    _moved("plot_tradeoff", "plotting.plot_tradeoff")
+    return plot_tradeoff(groups, field, title)
+
+
+def plot_errors(groups: dict[str, list[Run]], title: str = "Error rate of the kept model, by kind of message"):
+    """Deprecated: `plotting.plot_errors`."""
+    from .plotting import plot_errors
+
+    _moved("plot_errors", "plotting.plot_errors")
+    return plot_errors(groups, title)
+
+
+def _moved(name: str, to: str) -> None:
+    """Say where `lessons.<name>` went (to the caller of the old name): it works for this release only."""
+    import warnings
+
+    warnings.warn(f"lessons.{name} moved to {to}; lessons.{name} will be removed in the next release",
+                  DeprecationWarning, stacklevel=3)

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .config import FineTuneConfig
 from .data import load_splits
-from .plotting import _own_style
+from .figure_style import default_style
 from .planning import schedule_steps
 from .training import Callback, StopTraining, fine_tune
 
@@ -35,7 +35,7 @@ class LRFinderResult:
     minimum: float  # the rate at the lowest smoothed loss
     steepest: float  # where the smoothed loss falls fastest
 
-    @_own_style
+    @default_style
     def plot(self, title: str = "Learning-rate finder") -> Figure:
         fig = Figure(figsize=(6.5, 3.6))
         fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.88)

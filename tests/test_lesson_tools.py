@@ -82,7 +82,7 @@ def test_search_stores_a_fresh_study_in_sqlite(tmp_path, short_config):
 
 
 def test_recorded_sweeps_judge_each_value_against_the_reference_by_the_rule(capsys, monkeypatch):
-    from lmtune_widgets import FineTuneConfig, lessons
+    from lmtune_widgets import FineTuneConfig, atlas, lessons
     from lmtune_widgets.runs import compare_runs
 
     shown = []
@@ -97,7 +97,7 @@ def test_recorded_sweeps_judge_each_value_against_the_reference_by_the_rule(caps
     rows = lessons.recorded_rows(groups, "learning_rate")
     assert [r["learning_rate"] for r in rows] == [1e-5, 5e-4, 1e-3] and rows[1]["seeds"] == 5
     with pytest.raises(ValueError, match="not recorded: .*learning_rate"):
-        lessons.recorded(FineTuneConfig(learning_rate=7e-4))
+        atlas.recorded(FineTuneConfig(learning_rate=7e-4))
 
 
 def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
@@ -114,6 +114,7 @@ def test_the_leaderboard_ranks_recorded_settings_by_their_worst_seed(capsys):
 def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_is_missing(capsys, monkeypatch):
     from lmtune_widgets import FineTuneConfig, atlas, lessons
     from lmtune_widgets.evidence_measures import tuned
+    from lmtune_widgets.plotting import short_number
 
     shown = []
     monkeypatch.setattr(lessons, "show", shown.append)
@@ -125,33 +126,33 @@ def test_a_recorded_grid_draws_a_line_per_value_stars_each_best_and_names_what_i
     assert "not recorded (left out): freeze_layers 0, learning_rate 7e-04; freeze_layers 4, learning_rate 7e-04" in out
     for n in (0, 4):  # the starred best is the rate with the best mean, as `tuned` picks it
         best, _ = tuned(atlas.load(), [1e-4, 2e-3], **atlas.FREEZING, freeze_layers=n)
-        assert f"freeze_layers {n}: best at learning_rate {lessons._number(best)}" in out
+        assert f"freeze_layers {n}: best at learning_rate {short_number(best)}" in out
     assert "freeze_layers 0: best at learning_rate 1e-04" in out  # everything training wants the smaller step
 
 
 def test_a_setting_keeps_its_colour_in_every_picture_of_a_lesson(monkeypatch):
     """The defaults are always the first colour; any other setting keeps the colour it was first drawn in, even in
     a picture where it comes in another order, and two settings never share a colour in one picture."""
-    from lmtune_widgets import FineTuneConfig, lessons
-    from lmtune_widgets.plotting import COLOURS
+    from lmtune_widgets import FineTuneConfig, plotting
+    from lmtune_widgets.plotting import COLOURS, colours_for
 
-    monkeypatch.setattr(lessons, "_COLOUR_OF", {})
+    monkeypatch.setattr(plotting, "_COLOUR_OF", {})
     big, small = FineTuneConfig(learning_rate=2e-3), FineTuneConfig(learning_rate=1e-4)
-    first = lessons.colours_for([small, FineTuneConfig(), big])
+    first = colours_for([small, FineTuneConfig(), big])
     assert first[1] == COLOURS[0] and len(set(first)) == 3
-    assert lessons.colours_for([big, FineTuneConfig(seed=7), small]) == [first[2], COLOURS[0], first[0]]
-    many = lessons.colours_for([FineTuneConfig(learning_rate=1e-5 * k) for k in range(1, 12)])
+    assert colours_for([big, FineTuneConfig(seed=7), small]) == [first[2], COLOURS[0], first[0]]
+    many = colours_for([FineTuneConfig(learning_rate=1e-5 * k) for k in range(1, 12)])
     assert len(set(many[:len(COLOURS)])) == len(COLOURS)  # distinct while there are colours left
 
 
 def test_a_grid_on_another_task_keeps_the_colours_of_its_lines_and_names_chance_when_it_is_off_the_scale(monkeypatch):
     """Lesson 04 draws the dropout x noise grid on both tasks: a noise level keeps its colour, and topics' chance
     (20%), far below accuracies of 68 to 90%, is named in a note instead of squashing the lines to the bottom."""
-    from lmtune_widgets import FineTuneConfig, atlas, lessons
+    from lmtune_widgets import FineTuneConfig, atlas, lessons, plotting
 
     shown = []
     monkeypatch.setattr(lessons, "show", shown.append)
-    monkeypatch.setattr(lessons, "_COLOUR_OF", {})
+    monkeypatch.setattr(plotting, "_COLOUR_OF", {})
     base = FineTuneConfig(**atlas.NOISY)
     levels = list(atlas.NOISE_LEVELS)
 
@@ -169,3 +170,20 @@ def test_a_grid_on_another_task_keeps_the_colours_of_its_lines_and_names_chance_
     assert fresh != sentiment  # without colours_like, the topic lines are new settings with colours of their own
     assert len(chance) == 1 and not no_note  # sentiment's 50% sits near its lowest accuracies (about 60%): drawn
     assert note == ["chance (20%) is below the scale"] and not no_chance
+
+
+def test_the_moved_names_still_work_for_this_release_and_say_where_they_went():
+    """lessons.recorded, colours_for, plot_tradeoff and plot_errors moved to atlas and plotting: the old names give
+    the same answer, with a DeprecationWarning naming the new place (the lessons call the new places)."""
+    from lmtune_widgets import FineTuneConfig, atlas, lessons, plotting
+
+    with pytest.warns(DeprecationWarning, match="lessons.recorded moved to atlas.recorded"):
+        found = lessons.recorded(learning_rate=1e-3)
+    assert found == atlas.recorded(FineTuneConfig(learning_rate=1e-3))
+    with pytest.warns(DeprecationWarning, match="plotting.colours_for"):
+        assert lessons.colours_for([FineTuneConfig()]) == plotting.colours_for([FineTuneConfig()])
+    with pytest.warns(DeprecationWarning, match="plotting.plot_tradeoff"):
+        assert lessons.plot_tradeoff({1e-3: found}, "learning rate").axes[0].get_legend().get_title().get_text() == \
+            "learning rate"
+    with pytest.warns(DeprecationWarning, match="plotting.plot_errors"):
+        assert [ax.get_title() for ax in lessons.plot_errors({"lr 1e-3": found}).axes] == ["lr 1e-3, 3 seeds"]

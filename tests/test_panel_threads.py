@@ -151,39 +151,42 @@ def test_a_picture_that_fails_to_draw_is_shown_and_training_goes_on(monkeypatch,
     assert not panel.running and panel.run_button.disabled is False
 
 
-def test_the_pictures_ignore_the_learners_style_and_match_plotting(ggplot):
-    """Drawn in place while ggplot is the global style, the pictures are pixel for pixel what `plotting` draws in
-    matplotlib's default style: the same content as before the in-place redraw, and no style leaks in."""
-    from lmtune_widgets import atlas
+def test_the_panels_curves_are_drawn_by_plotting_into_the_same_axes_each_time(ggplot, monkeypatch):
+    """CurvesFigure keeps one figure and draws each picture into it with plotting's own functions (the ones
+    `plot_run` and `plot_bands` use), so the panel and the lessons cannot draw curves two ways. What is left to
+    check is the in-place part: each picture takes away everything of the last one, so the panel shows exactly
+    what a new figure would (same pixels), whatever came before: a log-scale rate, a diverged run's note, nothing."""
+    from lmtune_widgets import atlas, panel_figures, plotting
     from lmtune_widgets.panel_figures import CurvesFigure, ScheduleFigure
     from lmtune_widgets.plotting import plot_bands, plot_run, plot_schedules, to_png
     from lmtune_widgets.runs import Run
 
-    runs = atlas.load().runs(FineTuneConfig())
+    calls = []
+    for name in ("draw_run", "draw_bands", "draw_empty"):
+        real = getattr(plotting, name)
+        assert getattr(panel_figures, name) is real  # the panel imports plotting's function, not a copy
+        monkeypatch.setattr(panel_figures, name, lambda *a, _real=real, _name=name, **k: calls.append(_name)
+                            or _real(*a, **k))
+    book = atlas.load()
+    runs = book.runs(FineTuneConfig())
     assert len(runs) >= 3, "the defaults are not in the bundled atlas"
-    run = runs[0]
+    run, low = runs[0], book.runs(FineTuneConfig(learning_rate=1e-5))[0]
+    diverged = book.runs(FineTuneConfig.from_preset("diverge"))
+    assert diverged and all(r.status == "diverged" for r in diverged)
     curves = CurvesFigure()
     cases = [  # each drawn into the same figure, one after another
-        (lambda: curves.show_bands(runs, title="Recorded runs of these settings"),
-         lambda: plot_bands([runs], ["recorded"], title="Recorded runs of these settings")),
-        (lambda: curves.show_run(run, title="epoch 1.00: validation accuracy 90.0%"),
-         lambda: plot_run(run, title="epoch 1.00: validation accuracy 90.0%")),
-        (lambda: curves.show_bands(runs, live=run, title="t"), lambda: plot_bands([runs], ["recorded"], live=run,
-                                                                                  title="t")),
+        (lambda: curves.show_bands(runs, live=low, title="t"),  # rates decades apart: a log scale
+         lambda: plot_bands([runs], ["recorded"], live=low, title="t")),
+        (lambda: curves.show_run(diverged[0]), lambda: plot_run(diverged[0])),  # the note, the planned length
         (lambda: curves.show_empty("Press Run"), lambda: plot_run(Run(run.config, [], status="running"),
                                                                  title="Press Run")),
-        (lambda: curves.show_run(run), lambda: plot_run(run)),
-        # runs that diverge: the loss panel's note (losses off the scale, where they stopped) and the planned length
-        (lambda: curves.show_bands(diverged, title="d"), lambda: plot_bands([diverged], ["recorded"], title="d")),
-        (lambda: curves.show_run(diverged[0]), lambda: plot_run(diverged[0])),
-        (lambda: curves.show_run(run), lambda: plot_run(run)),  # and the note goes again
+        (lambda: curves.show_run(run, title="epoch 1.00"), lambda: plot_run(run, title="epoch 1.00")),
     ]
-    diverged = atlas.load().runs(FineTuneConfig.from_preset("diverge"))
-    assert diverged and all(r.status == "diverged" for r in diverged)
     for show, plot in cases:
         show()
         assert np.array_equal(_pixels(curves.png()), _pixels(to_png(plot())))
-    schedule = ScheduleFigure()
+    assert calls == ["draw_empty", "draw_bands", "draw_run", "draw_empty", "draw_run"]
+    schedule = ScheduleFigure()  # one line, redrawn with set_data; its look is plot_schedules' for one schedule
     schedule.show(run.learning_rates, "Planned learning rate")
     reference = plot_schedules({"linear": run.learning_rates}, title="Planned learning rate", width=4.4, height=2.4)
     reference.subplots_adjust(left=0.21)  # the panel's changes: room for the axis label, a title that fits

@@ -1,4 +1,5 @@
 """The static pictures, on hand-made runs (no training): scales, shared axes, one panel per run."""
+import io
 import math
 
 from lmtune_widgets import FineTuneConfig, Run
@@ -74,3 +75,45 @@ def test_a_run_that_ended_early_says_so_and_keeps_its_planned_length():
     assert fig.axes[0].get_xlim()[1] >= 2  # the two planned epochs, not the quarter it lasted
     assert not plot_run(finished).axes[0].texts
     assert plot_bands([[blown]], ["diverge"]).axes[0].texts[0].get_text() == note
+
+
+def test_the_curves_never_write_matplotlibs_global_settings_and_ignore_them(monkeypatch):
+    """The three panels are drawn by the panel from its own thread, so `draw_run` and `draw_bands` may not even
+    borrow the global settings for a moment (a style context would: other threads would draw in it). Under another
+    style they still draw in matplotlib's default look, given to each artist."""
+    import matplotlib
+
+    from lmtune_widgets.plotting import curves_figure, draw_bands, draw_run
+
+    writes = []
+    real = matplotlib.RcParams.__setitem__
+    monkeypatch.setattr(matplotlib.RcParams, "__setitem__", lambda self, key, value: writes.append(key)
+                        or real(self, key, value))
+    runs = [fake_run(5e-4), fake_run(1e-3)]
+    with matplotlib.rc_context({"lines.linewidth": 7.0, "axes.facecolor": "black", "font.size": 20}):
+        writes.clear()
+        fig, panels = curves_figure()
+        draw_bands(panels, [runs], ["two seeds"], title="bands", live=fake_run(2e-3))
+        draw_run(panels, runs[0], title="one run")
+        fig.canvas.print_png(io.BytesIO())
+        assert writes == []
+    assert panels.loss.get_facecolor() == matplotlib.colors.to_rgba("white")
+    assert {line.get_linewidth() for line in panels.rate.lines} == {1.5}  # the default, not the context's 7
+    assert panels.loss.title.get_fontsize() == 12.0 and fig.get_suptitle() == "one run"
+
+
+def test_a_recorded_grid_draws_each_line_in_its_settings_colour_and_stars_its_best():
+    from lmtune_widgets import FineTuneConfig, atlas, evidence
+    from lmtune_widgets.plotting import colours_for, plot_grid
+
+    base = FineTuneConfig(**evidence.FREEZING)
+    grid = atlas.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3, 7e-4], base=base)
+    assert grid.missing == [(0, 7e-4), (4, 7e-4)] and set(grid.cells[0]) == {1e-4, 2e-3}
+    fig = plot_grid(grid, names={0: "everything trains"})
+    ax = fig.axes[0]
+    labelled = {line.get_label(): line.get_color() for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert labelled == dict(zip(["everything trains", "freeze_layers 4"],
+                                colours_for(base.replace(freeze_layers=n) for n in (0, 4))))
+    stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
+    best = grid.best()
+    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(best[n], grid.mean(n, best[n])) for n in (0, 4)]
