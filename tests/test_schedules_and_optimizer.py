@@ -11,15 +11,20 @@ from lmtune_widgets.planning import planned_learning_rates, schedule_steps
 from lmtune_widgets.training import optimizer_groups
 
 
-def reference_rates(name, lr, warmup, total):
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+def stepped_rates(optimizer, scheduler, total):
+    """The rate of each of `total` steps, read before the step as the kit's loop does."""
     rates = []
     for _ in range(total):
         rates.append(scheduler.get_last_lr()[0])
         optimizer.step()
         scheduler.step()
     return rates
+
+
+def reference_rates(name, lr, warmup, total):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    return stepped_rates(optimizer, scheduler, total)
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine", "constant", "constant_with_warmup", "polynomial",
@@ -46,12 +51,7 @@ def trainer_rates(config, total):
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
     trainer.optimizer = optimizer
     scheduler = trainer.create_scheduler(num_training_steps=total, optimizer=optimizer)
-    rates = []
-    for _ in range(total):
-        rates.append(scheduler.get_last_lr()[0])
-        optimizer.step()
-        scheduler.step()
-    return rates
+    return stepped_rates(optimizer, scheduler, total)
 
 
 @pytest.mark.parametrize("name,extra", [("warmup_stable_decay", {"lr_decay_ratio": 0.2}),
