@@ -61,8 +61,14 @@ def machine_facts(device: torch.device, dtype: torch.dtype | None) -> dict[str, 
 
 @lru_cache(maxsize=None)
 def processor(device: torch.device) -> str:
+    """The chip a run ran on: the GPU's name, or the CPU's model name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the system reports it ("AMD EPYC", "Intel(R) Xeon(R) Processor")."""
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
@@ -70,4 +76,3 @@ def processor(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
