@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -107,8 +108,9 @@ def quiet(command: list[str]) -> None:
 def build(folder: Path) -> None:
     folder = folder.resolve()
     python = folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-    if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(folder)
+    if folder.exists():  # always Colab's stack as it comes: the tests install the kit into it, so never build on top
+        shutil.rmtree(folder)
+    venv.EnvBuilder(with_pip=True).create(folder)
     python = str(python)
     constraints = write_constraints(folder / "colab-constraints.txt")
     pip = [python, "-m", "pip", "--disable-pip-version-check", "install", "-q"]
