@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plot", help="save the curves (PNG) here")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     for f in fields(FineTuneConfig):
-        kind = {"float": _number("float"), "int": _number("int"), "bool": _bool}.get(f.type, str)
+        kind = {"float": _number("float"), "int": _number("int"), "int | None": _number("int"),
+                "bool": _bool}.get(f.type, str)
         run.add_argument(f"--{f.name}", type=kind, default=None, metavar="VALUE")
     record = commands.add_parser("record", help="record the atlas's runs that are not recorded yet (resumable)")
     record.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N", help="take every N-th run, from the I-th")

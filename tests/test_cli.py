@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from lmtune_widgets import FineTuneConfig
 from lmtune_widgets.cli import main
 
 
@@ -42,6 +43,23 @@ def test_cli_bad_input_is_one_line_without_traceback(args, message, capsys):
     assert message in err
     assert "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error") or "error:" in line]) == 1
+
+
+def test_cli_takes_the_2026_knobs_under_their_transformers_and_peft_names():
+    from lmtune_widgets.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--data_seed", "3", "--label_smoothing_factor", "0.1", "--use_rslora",
+                                      "true", "--lr_scheduler_type", "warmup_stable_decay", "--lr_decay_ratio", "0.3",
+                                      "--lora_target_modules", "all-linear"])
+    assert (args.data_seed, args.label_smoothing_factor, args.use_rslora, args.lr_decay_ratio) == (3, 0.1, True, 0.3)
+    config = FineTuneConfig(**{k: v for k, v in vars(args).items() if k in FineTuneConfig.__dataclass_fields__
+                               and v is not None})
+    assert config.lora_target_modules == ("all-linear",) and config.lr_scheduler_type == "warmup_stable_decay"
+
+
+def test_cli_refuses_a_bad_new_knob_by_name(capsys):
+    assert main(["run", "--quiet", "--data_seed", "1.5"]) == 2
+    assert "data_seed=1.5 is not valid: expected a whole number" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
