@@ -103,10 +103,10 @@ def test_the_curves_never_write_matplotlibs_global_settings_and_ignore_them(monk
 
 
 def test_a_recorded_grid_draws_each_line_in_its_settings_colour_and_stars_its_best():
-    from lmtune_widgets import FineTuneConfig, atlas, evidence
+    from lmtune_widgets import FineTuneConfig, atlas
     from lmtune_widgets.plotting import colours_for, plot_grid
 
-    base = FineTuneConfig(**evidence.FREEZING)
+    base = FineTuneConfig(**atlas.FREEZING)
     grid = atlas.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3, 7e-4], base=base)
     assert grid.missing == [(0, 7e-4), (4, 7e-4)] and set(grid.cells[0]) == {1e-4, 2e-3}
     fig = plot_grid(grid, names={0: "everything trains"})
