@@ -118,6 +118,20 @@ def test_panel_in_jupyterlab(lab, tmp_path):
             shutil.copy(shot, Path(os.environ["LMTUNE_SCREENSHOTS"]) / shot.name)
 
 
+def run_all_until_recorded(page, idle: str):
+    """Run every cell once the kernel is idle (the selector `idle` says so), then wait for the panel's recorded band:
+    the "Recorded:" text, the curves image and the picture it shows."""
+    from playwright.sync_api import expect
+
+    page.wait_for_selector(idle, timeout=90_000)
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+    recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
+    expect(recorded.first).to_be_visible(timeout=120_000)
+    curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
+    return recorded, curves, curves.get_attribute("src")
+
+
 @pytest.mark.parametrize("lab", [RECORDED_CELL], indirect=True)
 def test_recorded_band_in_jupyterlab(lab, tmp_path):
     """On recorded settings the panel shows their seed band at once, without training; one slider step away it says
@@ -127,13 +141,7 @@ def test_recorded_band_in_jupyterlab(lab, tmp_path):
     shot = tmp_path / "panel-recorded.png"
     with chromium_page(1400, 1900) as page:
         page.goto(lab)
-        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=90_000)
-        page.click("li.lm-MenuBar-item:has-text('Run')")
-        page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-        recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
-        expect(recorded.first).to_be_visible(timeout=120_000)
-        curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
-        band_src = curves.get_attribute("src")
+        recorded, curves, band_src = run_all_until_recorded(page, "#jp-main-statusbar >> text=Idle")
         handle = page.locator(".jp-OutputArea .widget-slider .noUi-handle").first  # the learning rate
         handle.focus()
         page.keyboard.press("ArrowRight")
@@ -274,13 +282,7 @@ def test_panel_in_notebook_7(tmp_path):
         with chromium_page(1400, 1700) as page:
             page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
             # Run All only once the kernel is up: earlier, Notebook 7 drops the command
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
-            recorded = page.locator(".jp-OutputArea").get_by_text("Recorded:")
-            expect(recorded.first).to_be_visible(timeout=120_000)
-            curves = page.locator(".jp-OutputArea img.widget-image").nth(1)
-            band_src = curves.get_attribute("src")
+            _, curves, band_src = run_all_until_recorded(page, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
             readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first
             assert readout.inner_text() == "5.0e-4"
             page.screenshot(path=str(shots[0]), full_page=True)
