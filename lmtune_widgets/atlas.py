@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import FineTuneConfig, config_key
+from .evidence_measures import mean_of
 from .runs import Run, accuracy_range, kept_accuracy, seed_band
 
 FORMAT = "lmtune-widgets/recorded-run"
@@ -387,12 +388,6 @@ def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
     return found
 
 
-def seed_mean(runs: list[Run], measure: Callable[[Run], float] = kept_accuracy) -> float:
-    """The mean of `measure` (by default the kept accuracy) over the seeds that have it; NaN if none has."""
-    values = [measure(r) for r in runs if math.isfinite(measure(r))]
-    return sum(values) / len(values) if values else math.nan
-
-
 @dataclass
 class RecordedGrid:
     """A recorded two-knob grid on `base`: the seeds of every recorded combination (`cells`: {line value: {x value:
@@ -405,7 +400,7 @@ class RecordedGrid:
     missing: list[tuple[Any, Any]]
 
     def mean(self, line: Any, x: Any, measure: Callable[[Run], float] = kept_accuracy) -> float:
-        return seed_mean(self.cells[line][x], measure)
+        return mean_of(self.cells[line][x], measure)
 
     def spread(self, line: Any, x: Any, measure: Callable[[Run], float] = kept_accuracy) -> tuple[float, float]:
         """The lowest and highest seed's `measure` at one combination."""
@@ -415,7 +410,7 @@ class RecordedGrid:
         """{line value: the x value whose seeds have the best mean} for each line with something recorded (the
         pick a learner would make: the mean, judged on the same validation split, flattering every line alike)."""
         pick = min if lower_is_better else max
-        return {line: pick(cells, key=lambda x: seed_mean(cells[x], measure))
+        return {line: pick(cells, key=lambda x: mean_of(cells[x], measure))
                 for line, cells in self.cells.items() if cells}
 
 
