@@ -506,7 +506,7 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
 
 
 # ------------------------------------------------------------------------------------------------ proof
-SAME_KIND_TOLERANCE = 1e-6  # same torch, processor and threads: the same numbers (to the 7 digits stored)
+SAME_KIND_TOLERANCE = 1e-6  # same torch, processor, chip and threads: the same numbers (to the 7 digits stored)
 OTHER_KIND_TOLERANCE = 0.05  # elsewhere: the same experiment, not the same rounding (accuracies, losses / max(1, |x|))
 
 
@@ -536,7 +536,7 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
     number. True when each matches within the tolerance for where it runs."""
     import torch
 
-    from .devices import processor
+    from .devices import same_machine_kind
     from .training import fine_tune
 
     book = book or load()
@@ -556,14 +556,13 @@ def verify(sample: int = 2, cheapest: bool = False, seed: int | None = None, boo
             torch.set_num_threads(recorded.meta["threads"])
             t = time.perf_counter()
             rerun = fine_tune(config, keep_model=False, thorough=True)
-            same_kind = (recorded.meta.get("torch") == torch.__version__
-                         and recorded.meta.get("processor") == processor(torch.device(recorded.meta["device"])))
+            same_kind = same_machine_kind(recorded.meta)
             tolerance = SAME_KIND_TOLERANCE if same_kind else OTHER_KIND_TOLERANCE
             worst = difference(recorded, rerun)
             ok &= worst <= tolerance
             print(f"{'match' if worst <= tolerance else 'MISMATCH'}: {config.changes()} re-run in "
                   f"{time.perf_counter() - t:.0f} s; largest difference {worst:.1e} (allowed {tolerance:.0e}, "
-                  f"{'same' if same_kind else 'another'} torch and processor)", file=out)
+                  f"{'same' if same_kind else 'another'} torch, processor and chip)", file=out)
     finally:
         torch.set_num_threads(threads_before)
     return ok

@@ -5,7 +5,9 @@
     dtype = pick_precision(device.type)          # bfloat16 on A100/H100-class GPUs, float16 on a T4, None on a CPU
 
 A recorded run is reproduced bit for bit only on the same kind of machine: `machine_facts` is what a run's meta
-says about it (device, precision, threads, processor, torch and transformers versions).
+says about it (device, precision, threads, processor and chip, torch and transformers versions). Two CPUs that
+report the same name ("AMD EPYC") can round differently: the chip (family, model and the vector unit torch
+dispatches to) tells them apart.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ def machine_facts(device: torch.device, dtype: torch.dtype | None) -> dict[str, 
     from . import __version__
 
     return {"device": str(device), "precision": str(dtype or torch.float32).replace("torch.", ""),
-            "threads": torch.get_num_threads(), "processor": processor(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "processor": processor(device),
+            "chip": chip(device), "torch": torch.__version__,
             "transformers": transformers.__version__, "kit": __version__}
 
 
@@ -65,6 +68,39 @@ def processor(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return cpu_name()
+
+
+@lru_cache(maxsize=None)
+def chip(device: torch.device) -> str:
+    """What decides a run's rounding beyond the processor's name: a GPU's compute capability ("sm_90"), or a
+    CPU's family and model with the vector instructions torch uses ("family 6 model 167, AVX512")."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"sm_{major}{minor}"
+    if device.type != "cpu":
+        return device.type
+    facts = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in facts:
+                facts[key.strip()] = value.strip()
+            if len(facts) == 2:
+                break
+    except OSError:
+        pass
+    where = f"family {facts['cpu family']} model {facts['model']}, " if len(facts) == 2 else ""
+    return where + torch.backends.cpu.get_cpu_capability()
+
+
+def same_machine_kind(meta: dict[str, Any]) -> bool:
+    """Whether a run recorded with this meta should reproduce here to the last stored digit: the same torch,
+    processor and chip (runs recorded before the chip was noted are judged on the processor's name)."""
+    here = torch.device(meta.get("device", "cpu"))
+    if here.type == "cuda" and not torch.cuda.is_available():
+        return False
+    return (meta.get("torch") == torch.__version__ and meta.get("processor") == processor(here)
+            and meta.get("chip", chip(here)) == chip(here))
 
 
 def cpu_name() -> str:

@@ -240,7 +240,22 @@ def test_the_kept_model_is_scored_on_the_whole_validation_split(short_config):
     assert sum(total for _, total in errors.values()) == 351
     assert kept["validation_accuracy"] == pytest.approx(1 - sum(e for e, _ in errors.values()) / 351)
     assert kept["validation_accuracy"] == pytest.approx(run.accuracy("validation"), abs=1 / 351)
-    assert {"threads", "torch", "transformers", "processor", "precision"} <= set(run.meta)
+    assert {"threads", "torch", "transformers", "processor", "chip", "precision"} <= set(run.meta)
+
+
+def test_a_recorded_run_is_held_to_the_last_digit_only_on_the_same_chip():
+    import torch
+
+    from lmtune_widgets.devices import chip, machine_facts, same_machine_kind
+
+    here = machine_facts(torch.device("cpu"), None)
+    assert here["chip"] == chip(torch.device("cpu")) and torch.backends.cpu.get_cpu_capability() in here["chip"]
+    assert same_machine_kind(here)
+    assert not same_machine_kind({**here, "chip": "family 25 model 17, AVX2"})  # same name, another rounding
+    assert not same_machine_kind({**here, "processor": "AMD EPYC"})
+    assert not same_machine_kind({**here, "torch": "2.0.0"})
+    before_chips = {k: v for k, v in here.items() if k != "chip"}
+    assert same_machine_kind(before_chips)  # recorded before the chip was noted: judged by the name
 
 
 def test_thorough_runs_measure_the_eval_mode_training_loss_and_forgetting(short_config):
