@@ -146,12 +146,14 @@ class EarlyStopping(Callback):
 
 # --------------------------------------------------------------------------------------------- optimizer
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups as `Trainer` makes them: no decay for biases and LayerNorm/RMSNorm weights."""
-    decay, no_decay = [], []
+    """AdamW parameter groups as `Trainer` makes them: no decay for biases and LayerNorm/RMSNorm weights. A weight
+    shared by two modules (an LLM's tied input and output embeddings) is listed once, or AdamW would step it twice."""
+    decay, no_decay, seen = [], [], set()
     for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
+            if not p.requires_grad or id(p) in seen:
                 continue
+            seen.add(id(p))
             full = f"{module_name}.{name}" if module_name else name
             skip = isinstance(module, nn.LayerNorm) or NO_DECAY.search(full.lower())
             (no_decay if skip else decay).append(p)

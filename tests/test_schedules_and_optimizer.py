@@ -101,3 +101,20 @@ def test_optimizer_groups_match_trainer(architecture, frozen):
     assert [g for g in ours if g[1]] == theirs
     no_decay = ours[1][1]
     assert no_decay and all("bias" in n or "norm" in n.lower() or "ln" in n for n in no_decay)
+
+
+def test_a_tied_embedding_is_in_the_optimizer_once_as_in_trainer():
+    """An LLM's lm_head shares the input embedding: listed twice, AdamW would step it twice per step."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = tiny_config("llama")
+    config.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_config(config)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    groups = optimizer_groups(model, 0.05)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len({id(p) for p in model.parameters()})
+    names = {id(p): n for n, p in model.named_parameters()}
+    ours = [(g["weight_decay"], sorted(names[id(p)] for p in g["params"])) for g in groups]
+    assert [g for g in ours if g[1]] == [g for g in trainer_groups(model, 0.05) if g[1]]
