@@ -116,8 +116,12 @@ PRACTICE_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "smoothing_x_noise": ({**SMALL, "num_train_epochs": 5},
                           {"label_smoothing_factor": (0.1, 0.2), "label_noise": (0.0, 0.1, 0.2, 0.3)}),
     "from_scratch_low": ({**SMALL, "freeze_layers": 0, "from_scratch": True}, {"learning_rate": (1e-5, 3.2e-5)}),
+    # "equivalent" needs more seeds than "differ": two settings a lesson calls interchangeable, at 10 seeds each
+    "decay_ten_seeds": ({}, {"weight_decay": (0.0, 0.1)}),
+    "dropout_ten_seeds": ({}, {"dropout": (0.0, 0.3)}),
 }
-ALL_SEEDS_GRIDS = ("seed_x_data_seed",)
+TEN_SEEDS = SEEDS + (5, 6, 7, 8, 9)
+GRID_SEEDS = {"seed_x_data_seed": SEEDS, "decay_ten_seeds": TEN_SEEDS, "dropout_ten_seeds": TEN_SEEDS}
 # The LLM's additions, recorded last: LoRA's rate past 2e-3 (its best was the grid's edge), full fine-tuning at three
 # rates, and LoRA on every linear layer against the attention projections, with and without rsLoRA, at two ranks.
 LLM_PRACTICE_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
@@ -170,7 +174,7 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
     planned += lesson_grids(others)
     planned += [(f"practice: {name}", {**base, **dict(zip(axes, values)), "seed": seed})
                 for name, (base, axes) in PRACTICE_GRIDS.items() for values in product(*axes.values())
-                for seed in (SEEDS if name in ALL_SEEDS_GRIDS else SEEDS[:FEW_SEEDS])]
+                for seed in GRID_SEEDS.get(name, SEEDS[:FEW_SEEDS])]
     planned += llm_grid()
     seen, out = set(), []
     for section, changes in planned:
