@@ -112,6 +112,9 @@ def compare(book, first: dict, second: dict, measure: Callable[[Run], float] = k
     return compare_runs(runs(book, **first), runs(book, **second), measure, what)
 
 
+CANT_TELL = "can't tell"
+
+
 def expect(comparison: Comparison, verdict: str, name: str) -> tuple[bool, str]:
     return comparison.verdict == verdict, f"{name}: {comparison}"
 
@@ -157,7 +160,7 @@ def _is_it_real(book):
     single = [next(kept_accuracy(r) for r in found if r.config.seed == 42) for found in (one, other)]
     gap = single[1] - single[0]
     return [(abs(gap) >= 0.02, f"seed 42 only: 1e-3 keeps {single[0]:.1%}, 5e-4 keeps {single[1]:.1%}"),
-            expect(compare_runs(one, other), "within the noise", "all seeds")]
+            expect(compare_runs(one, other), "can't tell", "all seeds")]
 
 
 # ------------------------------------------------------------------------------------------------ 01 learning rate
@@ -184,7 +187,7 @@ def _too_high(book):
 @claim("01.plateau", """Between the extremes lies a plateau, not a peak: from 2e-4 to 2e-3, a tenfold range, the
        kept accuracy is within the noise of the default 5e-4; 1e-4 is already lower.""")
 def _plateau(book):
-    out = [expect(compare(book, {"learning_rate": lr}, {}), "within the noise", f"lr {lr:g} against 5e-4")
+    out = [expect(compare(book, {"learning_rate": lr}, {}), "can't tell", f"lr {lr:g} against 5e-4")
            for lr in (2e-4, 1e-3, 2e-3)]
     out.append(expect(compare(book, {"learning_rate": 1e-4}, {}), "lower", "lr 1e-4 against 5e-4"))
     return out
@@ -218,7 +221,7 @@ def _big_batch(book):
 @claim("02.small_batches_tie", """From batch 4 to batch 64 the differences are within the noise: the batch size
        matters less than the number of steps it leaves.""")
 def _small_batches(book):
-    return [expect(compare(book, {"per_device_train_batch_size": b}, {}), "within the noise", f"batch {b} against 16")
+    return [expect(compare(book, {"per_device_train_batch_size": b}, {}), "can't tell", f"batch {b} against 16")
             for b in (4, 8, 32, 64)]
 
 
@@ -233,8 +236,8 @@ def _retune(book):
     return [(big_lr > small_lr, f"best rate: batch 128 at {big_lr:g}, batch 16 at {small_lr:g}")] + [
         expect(compare(book, {"per_device_train_batch_size": 128, "learning_rate": lr}, at_1e3), verdict,
                f"batch 128: {lr:g} against 1e-3") for lr, verdict in ((1e-4, "lower"), (2e-4, "lower"), (5e-4, "lower"),
-                                                                    (2e-3, "within the noise"))] + [
-        expect(compare_runs(big, small), "within the noise",
+                                                                    (2e-3, "can't tell"))] + [
+        expect(compare_runs(big, small), "can't tell",
                f"batch 128 at {big_lr:g} against batch 16 at {small_lr:g}")]
 
 
@@ -246,14 +249,14 @@ def _topic_batches(book):
     topic = {"task": "topic"}
     big = {**topic, "per_device_train_batch_size": 128}
     big_lr, best = tuned(book, atlas.BATCH_RATES, **big)
-    return [*(expect(compare(book, {**topic, "per_device_train_batch_size": b}, topic), "within the noise",
+    return [*(expect(compare(book, {**topic, "per_device_train_batch_size": b}, topic), "can't tell",
                      f"topic: batch {b} against 16") for b in (8, 32)),
             expect(compare(book, big, topic), "lower", "topic: batch 128 against 16"),
             expect(compare(book, {**big, "learning_rate": 2e-3}, big), "higher", "topic, batch 128: 2e-3 against 5e-4"),
-            expect(compare(book, {**big, "learning_rate": 1e-3}, big), "within the noise",
+            expect(compare(book, {**big, "learning_rate": 1e-3}, big), "can't tell",
                    "topic, batch 128: 1e-3 against 5e-4"),
             (big_lr == 1e-3, f"topic, batch 128: the best mean of five rates is at {big_lr:g}"),
-            expect(compare_runs(best, runs(book, **topic)), "within the noise",
+            expect(compare_runs(best, runs(book, **topic)), "can't tell",
                    f"topic: batch 128 at {big_lr:g} against batch 16 at 5e-4")]
 
 
@@ -280,7 +283,7 @@ def _overfit_early(book):
 def _more_epochs(book):
     found = runs(book, num_train_epochs=5)
     best = [diagnose(r).best_epoch for r in found]
-    return [expect(compare(book, {"num_train_epochs": e}, {}), "within the noise", f"{e} epochs against 2")
+    return [expect(compare(book, {"num_train_epochs": e}, {}), "can't tell", f"{e} epochs against 2")
             for e in (3, 5)] + [
         (set(verdicts(found)) == {"overfitting"} and max(best) < 3,
          f"5 epochs: {', '.join(verdicts(found))}; "
@@ -293,7 +296,7 @@ def _more_epochs(book):
 @claim("04.clean_data", """On all 1616 clean messages, dropout from 0 to 0.5 keeps models within the noise of the
        default 0.1; strong dropout (0.5) keeps a worse model than 0, 0.2 or 0.3.""")
 def _dropout_clean(book):
-    return [expect(compare(book, {"dropout": p}, {}), "within the noise", f"dropout {p:g} against 0.1")
+    return [expect(compare(book, {"dropout": p}, {}), "can't tell", f"dropout {p:g} against 0.1")
             for p in (0.0, 0.2, 0.3, 0.5)] + [
         expect(compare(book, {"dropout": 0.5}, {"dropout": p}), "lower", f"dropout 0.5 against {p:g}")
         for p in (0.0, 0.2, 0.3)]
@@ -305,7 +308,7 @@ def _dropout_clean(book):
 def _dropout_fits_less(book):
     return [expect(compare(book, {"dropout": 0.5}, {}, train_loss_eval_mode, "eval-mode training loss"), "higher",
                    "dropout 0.5 against 0.1, training loss (eval mode)"),
-            expect(compare(book, {"dropout": 0.5}, {}, kept_loss, "kept validation loss"), "within the noise",
+            expect(compare(book, {"dropout": 0.5}, {}, kept_loss, "kept validation loss"), "can't tell",
                    "dropout 0.5 against 0.1, validation loss")]
 
 
@@ -340,7 +343,7 @@ def _noisy_dropout(book):
         out.append((max(means, key=means.get) == 0.5, f"noise {level:g}: mean kept accuracy by dropout "
                     + ", ".join(f"{p:g} {m:.1%}" for p, m in means.items())))
         out += _dropout_pays(book, level, f"noise {level:g}")
-    out.append(expect(compare(book, noisy(0.0, 0.5), noisy(0.0, 0.0)), "within the noise",
+    out.append(expect(compare(book, noisy(0.0, 0.5), noisy(0.0, 0.0)), "can't tell",
                       "clean: dropout 0.5 against 0"))
     return out
 
@@ -355,7 +358,7 @@ def _topic_noise(book):
            for a, b in zip(atlas.NOISE_LEVELS, atlas.NOISE_LEVELS[1:])]
     for level in atlas.NOISE_LEVELS[1:]:
         out += _dropout_pays(book, level, f"topic, noise {level:g}", task="topic")
-    out.append(expect(compare(book, topic(0.0, 0.5), topic(0.0, 0.0)), "within the noise",
+    out.append(expect(compare(book, topic(0.0, 0.5), topic(0.0, 0.0)), "can't tell",
                       "topic, clean: dropout 0.5 against 0"))
     for level in (0.2, 0.3):
         out.append(expect(compare(book, topic(level, 0.5), topic(0.0, 0.1)), "lower",
@@ -370,7 +373,7 @@ DECAYS = tuple(wd for wd in atlas.ONE_KNOB["weight_decay"] if wd != FineTuneConf
 @claim("05.accuracy_unchanged", """On all 1616 messages, weight decay from 0 to 1.0 keeps models within the noise
        of the default 0.01.""")
 def _decay_accuracy(book):
-    return [expect(compare(book, {"weight_decay": wd}, {}), "within the noise", f"decay {wd:g} against 0.01")
+    return [expect(compare(book, {"weight_decay": wd}, {}), "can't tell", f"decay {wd:g} against 0.01")
             for wd in DECAYS]
 
 
@@ -406,9 +409,9 @@ def _slow_pull(book):
        default, linear with 10% warmup: cosine, constant, constant with warmup and polynomial are all within the
        noise of it, and so is linear with any warmup from 0 to 30%.""")
 def _schedules_tie(book):
-    out = [expect(compare(book, {"lr_scheduler_type": s}, {}), "within the noise", f"{s} against linear")
+    out = [expect(compare(book, {"lr_scheduler_type": s}, {}), "can't tell", f"{s} against linear")
            for s in ("cosine", "constant", "constant_with_warmup", "polynomial")]
-    out += [expect(compare(book, {"warmup_ratio": w}, {}), "within the noise", f"warmup {w:g} against 0.1")
+    out += [expect(compare(book, {"warmup_ratio": w}, {}), "can't tell", f"warmup {w:g} against 0.1")
             for w in (0.0, 0.05, 0.2, 0.3)]
     return out
 
@@ -444,7 +447,7 @@ def _high_rate(book):
     floor = min(kept_accuracy(r) for r in found["both"])
     for part in ("warmup only", "decay only"):
         out.append(expect(compare_runs(found[part], found["neither"]), "higher", f"{part} against neither"))
-        out.append(expect(compare_runs(found[part], found["both"]), "within the noise", f"{part} against both"))
+        out.append(expect(compare_runs(found[part], found["both"]), "can't tell", f"{part} against both"))
         below = sum(kept_accuracy(r) < floor for r in found[part])
         out.append((below == 2, f"{part}: {below} of its seeds below both's lowest ({floor:.1%})"))
     return out
@@ -490,7 +493,7 @@ def _rate_depends(book):
        accuracy here, only cost.""")
 def _retuned(book):
     best = {n: tuned(book, atlas.FREEZE_RATES, **freezing(freeze_layers=n)) for n in (0, 2, 4)}
-    return [expect(compare_runs(best[n][1], best[4][1]), "within the noise",
+    return [expect(compare_runs(best[n][1], best[4][1]), "can't tell",
                    f"{n} frozen at {best[n][0]:g} against 4 frozen at {best[4][0]:g}") for n in (0, 2)]
 
 
@@ -541,7 +544,7 @@ def _topic_retuned(book):
     out = [expect(compare(book, freezing("topic", freeze_layers=0, learning_rate=2e-3),
                           freezing("topic", freeze_layers=0, learning_rate=5e-4)), "lower",
                   "topic, nothing frozen: 2e-3 against 5e-4")]
-    out += [expect(compare_runs(best[n][1], best[4][1]), "within the noise",
+    out += [expect(compare_runs(best[n][1], best[4][1]), "can't tell",
                    f"topic: {n} frozen at {best[n][0]:g} against 4 frozen at {best[4][0]:g}") for n in (0, 2)]
     return out
 
@@ -570,11 +573,12 @@ def _defaults_hold(book):
     defaults = runs(book)
     verdicts_ = {name: compare_runs(group, defaults).verdict for name, group in settings.items()
                  if name != "the defaults"}
-    counts = {v: sum(1 for x in verdicts_.values() if x == v) for v in ("higher", "within the noise", "lower")}
+    counts = {v: sum(1 for x in verdicts_.values() if x == v) for v in ("higher", "can't tell", "equivalent", "lower")}
     better = [name for name, v in verdicts_.items() if v == "higher"]
     return [(len(verdicts_) >= 20, f"{len(verdicts_)} recorded settings on the same data, each with 3 or more seeds"),
-            (not better, f"against the defaults: {counts['higher']} higher, {counts['within the noise']} within the "
-                         f"noise, {counts['lower']} lower" + (f" (higher: {'; '.join(better)})" if better else ""))]
+            (not better, f"against the defaults: {counts['higher']} higher, {counts[CANT_TELL]} can't tell, "
+                         f"{counts['equivalent']} equivalent, {counts['lower']} lower"
+                         + (f" (higher: {'; '.join(better)})" if better else ""))]
 
 
 # ------------------------------------------------------------------------------------------------ 09 LLMs and LoRA
@@ -614,7 +618,7 @@ def _adapters_rate(book):
 def _rank(book):
     found = {r: runs(book, **llm(lora_r=r, learning_rate=2e-3)) for r in atlas.LORA_RANKS}
     weights = {r: found[r][0].meta["trainable_parameters"] for r in atlas.LORA_RANKS}
-    out = [expect(compare_runs(found[r], found[8]), "within the noise", f"rank {r} against rank 8, both at 2e-3")
+    out = [expect(compare_runs(found[r], found[8]), "can't tell", f"rank {r} against rank 8, both at 2e-3")
            for r in (2, 32)]
     out.append((weights[32] == 16 * weights[2], f"trainable weights: {weights}"))
     return out
@@ -627,7 +631,7 @@ def _lora_unfrozen(book):
     lora_rate, lora = tuned(book, atlas.LLM_RATES, **llm())
     top_rate, top = tuned(book, atlas.UNFROZEN_RATES, **llm(lora_r=0))
     a, b = lora[0].meta["trainable_parameters"], top[0].meta["trainable_parameters"]
-    return [expect(compare_runs(lora, top), "within the noise",
+    return [expect(compare_runs(lora, top), "can't tell",
                    f"LoRA at {lora_rate:g} against unfrozen at {top_rate:g}"),
             (b > 100 * a, f"trainable weights: LoRA {a / 1e6:.2f} M, unfrozen blocks {b / 1e6:.1f} M")]
 
@@ -639,7 +643,7 @@ def _accumulation(book):
     plain = runs(book, **llm())
     steps = {r.meta["total_steps"] for r in accumulated + plain}
     return [(steps == {32}, f"optimizer steps: {sorted(steps)}"),
-            expect(compare_runs(accumulated, plain), "within the noise", "batch 4 x 2 against batch 8")]
+            expect(compare_runs(accumulated, plain), "can't tell", "batch 4 x 2 against batch 8")]
 
 
 @claim("09.no_forgetting", """These short runs cost the model none of its English: at each method's best rate (LoRA,
@@ -666,7 +670,7 @@ def _full(book):
     top_rate, top = tuned(book, atlas.UNFROZEN_RATES, **llm(lora_r=0))
     a, b = lora[0].meta["trainable_parameters"], full[0].meta["trainable_parameters"]
     return [expect(compare_runs(full, lora), "higher", f"everything at 3.2e-5 against LoRA at {lora_rate:g}"),
-            expect(compare_runs(full, top), "within the noise",
+            expect(compare_runs(full, top), "can't tell",
                    f"everything at 3.2e-5 against unfrozen blocks at {top_rate:g}"),
             (b > 400 * a, f"trainable weights: everything {b / 1e6:.1f} M, LoRA {a / 1e6:.2f} M")]
 
@@ -705,7 +709,7 @@ def _lr_forgets(book):
 def _free_choice(book):
     out = []
     for name, changes in (("lr 2e-4", {"learning_rate": 2e-4}), ("batch 64", {"per_device_train_batch_size": 64})):
-        out.append(expect(compare(book, changes, {}), "within the noise", f"{name} against the defaults, accuracy"))
+        out.append(expect(compare(book, changes, {}), "can't tell", f"{name} against the defaults, accuracy"))
         out.append(expect(_similar(book, changes, {}), "higher", f"{name} against the defaults, similarity"))
     return out
 
@@ -716,7 +720,7 @@ def _free_choice(book):
 def _steps_forget(book):
     return [expect(_similar(book, {"per_device_train_batch_size": 4}, {}), "lower", "batch 4 against 16"),
             expect(_similar(book, {"num_train_epochs": 0.5}, {}), "higher", "0.5 epoch against 2")] + [
-        expect(_similar(book, {"num_train_epochs": e}, {}), "within the noise", f"{e} epochs against 2")
+        expect(_similar(book, {"num_train_epochs": e}, {}), "can't tell", f"{e} epochs against 2")
         for e in (3, 5)]
 
 
@@ -727,8 +731,8 @@ def _less_forgetting_costs(book):
     out = []
     for name, changes, accuracy, kept in (("half an epoch", {"num_train_epochs": 0.5}, "lower", "higher"),
                                           ("batch 128", {"per_device_train_batch_size": 128}, "lower", "higher"),
-                                          ("2 frozen", {"freeze_layers": 2}, "within the noise", "lower"),
-                                          ("3 frozen", {"freeze_layers": 3}, "within the noise", "lower"),
+                                          ("2 frozen", {"freeze_layers": 2}, "can't tell", "lower"),
+                                          ("3 frozen", {"freeze_layers": 3}, "can't tell", "lower"),
                                           ("5 frozen", {"freeze_layers": 5}, "lower", "higher"),
                                           ("6 frozen", {"freeze_layers": 6}, "lower", "higher")):
         out.append(expect(compare(book, changes, {}), accuracy, f"{name} against the defaults, accuracy"))

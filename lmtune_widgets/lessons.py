@@ -28,6 +28,7 @@ still work for this release, with a DeprecationWarning.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -254,8 +255,8 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     groups = {key: atlas.recorded(config) for key, config in settings.items()}
     names = names or {key: str(key) for key in settings}
     against = groups[reference]
-    verdicts = {key: "reference" if key == reference else compare_runs(found, against, measure, what).verdict
-                for key, found in groups.items()}
+    comparisons = {key: compare_runs(found, against, measure, what) for key, found in groups.items() if key != reference}
+    verdicts = {key: comparisons[key].verdict if key in comparisons else "reference" for key in groups}
     keys = list(groups)
     if draw:
         if curves is None:
@@ -269,9 +270,10 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     for key, found in groups.items():
         low, high = accuracy_range(found, measure)
         shapes = ", ".join(f"{n} {v}" for v, n in Counter(diagnose(r).verdict for r in found).items())
-        rule = {"higher": "higher (real)", "lower": "lower (real)"}.get(verdicts[key], verdicts[key])
-        print(f"{names[key]:>22}: {what} {fmt(low)} to {fmt(high)} over {len(found)} seeds ({shapes}); "
-              f"against {names[reference]}: {rule}")
+        mean = sum(measure(r) for r in found) / len(found) if found else math.nan
+        rule = comparisons[key].short if key in comparisons else "reference"
+        print(f"{names[key]:>22}: {what} {fmt(low)} to {fmt(high)} over {len(found)} seeds, mean {fmt(mean).strip()} "
+              f"({shapes}); against {names[reference]}: {rule}")
     return groups
 
 
@@ -369,8 +371,9 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
     rows = []
     for name, found in settings.items():
         low, high = accuracy_range(found)
+        judged = None if name == "the defaults" else compare_runs(found, defaults)
         rows.append({"settings": name, "seeds": len(found), "low": low, "high": high,
-                     "against the defaults": "-" if name == "the defaults" else compare_runs(found, defaults).verdict})
+                     "against the defaults": judged.verdict if judged else "-", "in words": judged.short if judged else "-"})
     rows.sort(key=lambda r: (-r["low"], -r["high"]))
     others = sum(1 for row in rows if row["settings"] != "the defaults")
     own = next(row for row in rows if row["settings"] == "the defaults")
@@ -379,7 +382,7 @@ def leaderboard(top: int = 8) -> list[dict[str, Any]]:
           f"the {min(top, len(rows))} with the best lowest seed:")
     for row in rows[:top]:
         print(f"{row['settings'][:44]:>44}: {row['low']:.1%} to {row['high']:.1%} over {row['seeds']} seeds, "
-              f"{row['against the defaults']}")
+              f"{row['in words']}")
     return rows
 
 
@@ -407,7 +410,8 @@ def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], 
         low, high = accuracy_range(found)
         lost = [forgetting(r) for r in found]
         seconds = min(per_epoch_seconds(r) for r in found)  # the least disturbed by whatever else ran
-        verdict = "reference" if name == reference else compare_runs(found, best[reference][1]).verdict
+        judged = None if name == reference else compare_runs(found, best[reference][1])
+        verdict = judged.verdict if judged else "reference"
         rows.append({"method": name, "learning_rate": rate, "trainable": found[0].meta["trainable_parameters"],
                      "total": found[0].meta["total_parameters"], "seconds_per_epoch": round(seconds, 1),
                      "step_memory_gb": round((bill.total - bill.bytes["weights"]) / 1e9, 2),
@@ -416,7 +420,7 @@ def compare_methods(methods: dict[str, tuple[FineTuneConfig, Iterable[float]]], 
         print(f"{name:>24} at {short_number(rate)}: {rows[-1]['trainable'] / 1e6:6.2f} M trainable, "
               f"{seconds:5.0f} s per epoch, "
               f"+{rows[-1]['step_memory_gb']:.2f} GB a step; kept {low:.1%} to {high:.1%} over {len(found)} seeds; "
-              f"forgot {min(lost):+.3f} to {max(lost):+.3f} nats; against {reference}: {verdict}")
+              f"forgot {min(lost):+.3f} to {max(lost):+.3f} nats; against {reference}: {judged.short if judged else verdict}")
     return rows
 
 

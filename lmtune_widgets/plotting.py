@@ -491,8 +491,8 @@ def plot_sweep(groups: dict[Any, list], verdicts: dict[Any, str], against: list,
                title: str | None = None) -> Figure:
     """Every seed's kept accuracy (or `measure`, named `what`; a dot) against the swept value of `field`, each
     value's range as a bar coloured by its verdict against the reference (`verdicts`: "reference", "higher",
-    "lower" or another word), the reference's range (of the runs `against`) shaded across: bars that overlap the
-    shading are within the noise. Seeds that kept the same accuracy sit side by side."""
+    "lower", "equivalent" (blue) or "can't tell" (grey)), the reference's range (of the runs `against`) shaded
+    across. Seeds that kept the same accuracy sit side by side."""
     from matplotlib.transforms import ScaledTranslation
 
     from .runs import accuracy_range, kept_accuracy
@@ -505,7 +505,7 @@ def plot_sweep(groups: dict[Any, list], verdicts: dict[Any, str], against: list,
     xs = values if numeric else list(range(len(values)))
     lower_is_better = "loss" in what  # green reads as better and red as worse: for a loss, lower is green
     colours = {"reference": "black", "higher": "#d62728" if lower_is_better else "#2ca02c",
-               "lower": "#2ca02c" if lower_is_better else "#d62728"}
+               "lower": "#2ca02c" if lower_is_better else "#d62728", "equivalent": "#1f77b4"}
     better, worse = ("lower", "higher") if lower_is_better else ("higher", "lower")
     fig = Figure(figsize=(6.4, 3.4))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.19, top=0.8)
@@ -533,7 +533,7 @@ def plot_sweep(groups: dict[Any, list], verdicts: dict[Any, str], against: list,
     ax.grid(alpha=0.3)
     ax.set_title((title + ": " if title else "") + f"{what} of every seed\n"
                  f"(black and the shading: the reference; green/red: {better}/{worse} than it\n"
-                 "by the rule; grey: within the noise)", fontsize=9)
+                 "by the rule; blue: equivalent within ±1 point; grey: can't tell)", fontsize=9)
     return fig
 
 

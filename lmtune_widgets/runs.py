@@ -5,7 +5,7 @@
     run.predict(["Parcel arrived early, thanks!"])      # -> ["positive"]
     run.save("run.json"); Run.load("run.json")           # plain JSON, never pickle
     d = diagnose(run); d.verdict, d.advice              # "overfitting", "Stop earlier: ..."
-    compare_runs(runs_a, runs_b).verdict                # "higher", "lower" or "within the noise"
+    compare_runs(runs_a, runs_b).verdict                # "higher"/"lower" (they differ), "can't tell" or "equivalent"
 
 `diagnose` reads the curves the way an instructor would, with the thresholds written out below.
 `compare_runs` is the kit's one rule for "is this difference real?", used by the panel, the lessons and
@@ -283,56 +283,187 @@ def accuracy_range(runs: list[Run], measure: Callable[[Run], float] = kept_accur
     return (min(values), max(values)) if values else (math.nan, math.nan)
 
 
+EQUIVALENCE_MARGIN = 0.01  # "equivalent" means within ±1 accuracy point (of the kept accuracy, or of any rate)
+CONFIDENCE = 0.90  # of the interval of the mean difference: two one-sided tests at 5% each (TOST)
+
+
 @dataclass
 class Comparison:
-    """The rule's answer for two settings, each run with several seeds."""
+    """The rule's answer for two settings, each run with several seeds: one of three words.
 
-    verdict: str  # "higher" | "lower" (the first against the second) | "within the noise" | "too few seeds"
+    - they **differ** (`verdict` "higher" or "lower", the first against the second): the ranges do not overlap;
+    - they are **equivalent** within ±`margin`: the `confidence` interval of the difference of their means lies
+      inside ±margin, so the data rule out any difference larger than the margin;
+    - otherwise we **can't tell** with this many seeds: overlapping ranges are not a proof of sameness.
+    ("too few seeds" below `MIN_SEEDS` on either side.)"""
+
+    verdict: str  # "higher" | "lower" | "can't tell" | "equivalent" | "too few seeds"
     first: tuple[float, float]  # lowest and highest kept accuracy (or `what`) over the first setting's seeds
     second: tuple[float, float]
     seeds: tuple[int, int]
     what: str = "kept accuracy"
+    means: tuple[float, float] = (math.nan, math.nan)
+    interval: tuple[float, float] = (math.nan, math.nan)  # of mean(first) - mean(second), at `confidence`
+    margin: float | None = EQUIVALENCE_MARGIN  # None: no margin was set for this measure; never "equivalent"
+    confidence: float = CONFIDENCE
+    paired: bool = False  # the interval is over seed-by-seed differences (the same seeds on both sides)
 
     @property
     def real(self) -> bool:
+        """True when the two differ (the ranges do not overlap)."""
         return self.verdict in ("higher", "lower")
 
-    def __str__(self) -> str:
-        f = (lambda x: f"{x:.1%}") if "accuracy" in self.what or "rate" in self.what else (lambda x: f"{x:.2f}")
-        spans = (f"{f(self.first[0])} to {f(self.first[1])} over {self.seeds[0]} seeds against "
-                 f"{f(self.second[0])} to {f(self.second[1])} over {self.seeds[1]}")
+    @property
+    def word(self) -> str:
+        """The verdict in the kit's three words: "differ", "can't tell", "equivalent" (or "too few seeds")."""
+        return "differ" if self.real else self.verdict
+
+    @property
+    def difference(self) -> float:
+        return self.means[0] - self.means[1]
+
+    def _format(self, x: float, signed: bool = False) -> str:
+        if self._as_points:
+            return f"{x * 100:+.1f}" if signed else f"{x:.1%}"
+        return f"{x:+.3g}" if signed else f"{x:.3g}"
+
+    @property
+    def _as_points(self) -> bool:
+        return "accuracy" in self.what or "rate" in self.what
+
+    @property
+    def spans(self) -> str:
+        f = self._format
+        return (f"{f(self.first[0])} to {f(self.first[1])} over {self.seeds[0]} seeds against "
+                f"{f(self.second[0])} to {f(self.second[1])} over {self.seeds[1]}")
+
+    @property
+    def interval_text(self) -> str:
+        """"means 88.1% against 87.6%: difference +0.5 points (90% interval -0.9 to +1.9)"."""
+        f, unit = self._format, " points" if self._as_points else ""
+        if not all(map(math.isfinite, self.means)):
+            return "means not known"
+        low, high = self.interval
+        return (f"means {f(self.means[0])} against {f(self.means[1])}: difference {f(self.difference, True)}{unit} "
+                f"({self.confidence:.0%} interval{', paired by seed,' if self.paired else ''} {f(low, True)} to "
+                f"{f(high, True)})")
+
+    @property
+    def margin_text(self) -> str:
+        if self.margin is None:
+            return "no margin of sameness set for this measure"
+        if self._as_points:
+            points = round(self.margin * 100, 6)
+            return f"±{points:g} point{'' if points == 1 else 's'}"
+        return f"±{self.margin:g}"
+
+    @property
+    def short(self) -> str:
+        """The verdict in a few words with the mean difference and its interval, for a table or a line: "differ,
+        higher (+2.1 points, 90% interval +0.9 to +3.3)", "can't tell with 3 seeds (...)", "equivalent within ±1
+        point (...)"."""
         if self.verdict == "too few seeds":
-            return f"too few seeds to tell (at least {MIN_SEEDS} each): {spans}"
-        if self.verdict == "within the noise":
-            return f"within the noise: the ranges of {self.what} overlap ({spans})"
-        return f"a real difference, {self.verdict}: the ranges of {self.what} do not overlap ({spans})"
+            return f"too few seeds (at least {MIN_SEEDS} each)"
+        word = {"equivalent": f"equivalent within {self.margin_text}",
+                "can't tell": f"can't tell with {min(self.seeds)} seeds"}.get(self.verdict, f"differ, {self.verdict}")
+        if not all(map(math.isfinite, self.interval)):
+            return word
+        f, unit = self._format, " points" if self._as_points else ""
+        return (f"{word} ({f(self.difference, True)}{unit}, {self.confidence:.0%} interval {f(self.interval[0], True)} "
+                f"to {f(self.interval[1], True)})")
+
+    def __str__(self) -> str:
+        if self.verdict == "too few seeds":
+            return f"too few seeds to tell (at least {MIN_SEEDS} each): {self.spans}"
+        if self.verdict == "equivalent":
+            return (f"equivalent within {self.margin_text}: the {self.confidence:.0%} interval of the difference "
+                    f"lies inside it ({self.interval_text}; {self.spans})")
+        if self.verdict == "can't tell":
+            why = ("" if self.margin is None else f", and the interval is not inside {self.margin_text}")
+            return (f"can't tell with {min(self.seeds)} seeds: the ranges of {self.what} overlap{why} "
+                    f"({self.spans}; {self.interval_text})")
+        return (f"they differ, {self.verdict}: the ranges of {self.what} do not overlap ({self.spans}; "
+                f"{self.interval_text})")
+
+
+def default_margin(what: str) -> float | None:
+    """±1 point for accuracies and rates; other measures (losses, similarities) name their own margin."""
+    return EQUIVALENCE_MARGIN if ("accuracy" in what or "rate" in what) else None
 
 
 def compare_runs(first: list[Run], second: list[Run], measure: Callable[[Run], float] = kept_accuracy,
-                 what: str = "kept accuracy") -> Comparison:
-    """Is the difference between two settings real? Each is run with at least `MIN_SEEDS` seeds; the difference
-    is real when the ranges (lowest to highest) of the kept model's accuracy on the whole validation split do
-    not overlap, and "within the noise" when they do. Ranges, not means: with 3 to 5 seeds a mean hides how far
-    one seed can land from another, and the learner sees the same ranges drawn as bands. The same rule judges any
-    other number a run keeps (`measure`, named `what`): its similarity score, its error rate on negations."""
-    return compare_values([measure(r) for r in first], [measure(r) for r in second], what)
+                 what: str = "kept accuracy", margin: float | None = -1.0) -> Comparison:
+    """Is the difference between two settings real, and if not, is it known to be small? Each is run with at
+    least `MIN_SEEDS` seeds.
+
+    - They differ when the ranges (lowest to highest) of the kept model's accuracy on the whole validation split
+      do not overlap. Ranges, not means: with 3 to 5 seeds a mean hides how far one seed can land from another,
+      and the learner sees the same ranges drawn as bands.
+    - They are equivalent within ±`margin` (1 accuracy point by default) when the 90% t interval of the
+      difference of the means lies inside ±margin: two one-sided tests at 5%, as in equivalence testing. When
+      every run of one setting has a partner of the other with the same seed and data order (the same head
+      initialisation, the same batches), the interval is the paired one, over the differences seed by seed;
+      otherwise Welch's.
+    - Otherwise: can't tell with this many seeds.
+
+    The same rule judges any other number a run keeps (`measure`, named `what`): its similarity score, its error
+    rate on negations; a measure that is not an accuracy or a rate must name its `margin` to be called
+    equivalent."""
+    a, b = [measure(r) for r in first], [measure(r) for r in second]
+    seeds = lambda runs: [(r.config.seed, r.config.shuffle_seed) for r in runs]  # noqa: E731
+    pairs = None
+    if sorted(seeds(first)) == sorted(seeds(second)) and len(set(seeds(first))) == len(first):
+        by_seed = dict(zip(seeds(second), b))
+        pairs = [(x, by_seed[key]) for key, x in zip(seeds(first), a)]
+    return compare_values(a, b, what, margin, pairs)
 
 
-def compare_values(first: list[float], second: list[float], what: str) -> Comparison:
-    """The rule on two lists of numbers, one per seed (NaN ignored): real when their ranges do not overlap."""
+def mean_difference_interval(a: list[float], b: list[float], confidence: float = CONFIDENCE,
+                             paired: bool = False) -> tuple[float, float]:
+    """The t interval of mean(a) - mean(b) (scipy's): paired over a[i] - b[i], or Welch's; exact when the
+    differences (paired) or both sides (Welch) have no spread."""
+    from scipy import stats
+
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if paired:
+        if len({x - y for x, y in zip(a, b)}) == 1:
+            return diff, diff
+        ci = stats.ttest_rel(a, b).confidence_interval(confidence_level=confidence)
+    else:
+        if max(a) == min(a) and max(b) == min(b):
+            return diff, diff
+        ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence_level=confidence)
+    return float(ci.low), float(ci.high)
+
+
+def compare_values(first: list[float], second: list[float], what: str, margin: float | None = -1.0,
+                   pairs: list[tuple[float, float]] | None = None) -> Comparison:
+    """The rule on two lists of numbers, one per seed (NaN ignored). `margin` -1 means `default_margin(what)`;
+    `pairs` ((first, second) with the same seed) makes the interval the paired one."""
     a = [x for x in first if _finite(x)]
     b = [x for x in second if _finite(x)]
+    margin = default_margin(what) if margin == -1.0 else margin
     span = lambda v: (min(v), max(v)) if v else (math.nan, math.nan)  # noqa: E731
     (a_low, a_high), (b_low, b_high) = span(a), span(b)
+    means = (sum(a) / len(a) if a else math.nan, sum(b) / len(b) if b else math.nan)
+    pairs = [(x, y) for x, y in pairs or () if _finite(x) and _finite(y)]
+    paired = len(pairs) >= MIN_SEEDS and len(pairs) == len(a) == len(b)
+    if paired:
+        interval = mean_difference_interval([x for x, _ in pairs], [y for _, y in pairs], paired=True)
+    else:
+        interval = mean_difference_interval(a, b) if min(len(a), len(b)) >= 2 else (math.nan, math.nan)
     if min(len(a), len(b)) < MIN_SEEDS:
         verdict = "too few seeds"
     elif a_low > b_high:
         verdict = "higher"
     elif a_high < b_low:
         verdict = "lower"
+    elif margin is not None and -margin < interval[0] and interval[1] < margin:
+        verdict = "equivalent"
     else:
-        verdict = "within the noise"
-    return Comparison(verdict, (a_low, a_high), (b_low, b_high), (len(a), len(b)), what)
+        verdict = "can't tell"
+    return Comparison(verdict, (a_low, a_high), (b_low, b_high), (len(a), len(b)), what, means, interval, margin,
+                      paired=paired)
 
 
 def seed_band(runs: list[Run]) -> list[dict[str, Any]]:

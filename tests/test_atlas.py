@@ -198,9 +198,49 @@ def test_a_difference_is_real_only_when_the_seed_ranges_do_not_overlap():
     assert compare_runs(_runs(0.90, 0.91, 0.93), _runs(0.85, 0.86, 0.89)).verdict == "higher"
     assert compare_runs(_runs(0.85, 0.86, 0.89), _runs(0.90, 0.91, 0.93)).verdict == "lower"
     overlap = compare_runs(_runs(0.88, 0.91, 0.93), _runs(0.85, 0.86, 0.89))
-    assert overlap.verdict == "within the noise" and not overlap.real
-    assert "within the noise" in str(overlap) and "85.0% to 89.0% over 3" in str(overlap)
+    assert overlap.verdict == "can't tell" and not overlap.real and overlap.word == "can't tell"
+    assert "can't tell with 3 seeds" in str(overlap) and "85.0% to 89.0% over 3" in str(overlap)
     assert compare_runs(_runs(0.95, 0.96), _runs(0.5, 0.51, 0.52)).verdict == "too few seeds"
+
+
+def _seeded(accuracies, seeds):
+    return [Run(config=TINY.replace(seed=s), label_names=["negative", "positive"], status="finished",
+                kept={"validation_accuracy": a}) for s, a in zip(seeds, accuracies)]
+
+
+def test_overlapping_ranges_are_equivalent_only_when_the_interval_of_the_difference_is_inside_the_margin():
+    from scipy import stats
+
+    a = [0.861, 0.858, 0.866, 0.855, 0.862, 0.859, 0.864, 0.857, 0.860, 0.863]
+    b = [0.860, 0.862, 0.859, 0.861, 0.857, 0.865, 0.858, 0.862, 0.856, 0.861]
+    # different seeds on each side: Welch's interval, the same one scipy gives
+    same = compare_runs(_seeded(a, range(10)), _seeded(b, range(10, 20)))
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence_level=0.9)
+    assert same.interval == pytest.approx((ci.low, ci.high)) and not same.paired
+    assert same.verdict == "equivalent" and same.word == "equivalent" and not same.real
+    assert "equivalent within ±1 point" in str(same) and "90% interval" in str(same)
+    assert same.short.startswith("equivalent within ±1 point (+0.0 points, 90% interval -0.")
+    # 3 seeds each, with a seed spread of 2 points (as MiniLM's): the interval is wider than the margin
+    few = compare_runs(_seeded([0.85, 0.87, 0.86], range(3)), _seeded([0.86, 0.875, 0.855], range(10, 13)))
+    assert few.verdict == "can't tell" and few.interval[1] - few.interval[0] > 0.02
+    assert few.short.startswith("can't tell with 3 seeds (")
+    # a tighter margin than the interval: can't tell; a measure with no margin is never called equivalent
+    assert compare_runs(_seeded(a, range(10)), _seeded(b, range(10, 20)), margin=0.001).verdict == "can't tell"
+    assert compare_runs(_seeded(a, range(10)), _seeded(b, range(10, 20)), what="kept validation loss",
+                        measure=lambda r: r.kept["validation_accuracy"]).verdict == "can't tell"
+
+
+def test_runs_with_the_same_seeds_are_compared_seed_by_seed():
+    from scipy import stats
+
+    a = [0.80, 0.85, 0.90, 0.83]
+    b = [0.805, 0.853, 0.902, 0.834]  # each seed a little higher: paired, the difference is clear and small
+    paired = compare_runs(_seeded(b, range(4)), _seeded(a, range(4)))
+    ci = stats.ttest_rel(b, a).confidence_interval(confidence_level=0.9)
+    assert paired.paired and paired.interval == pytest.approx((ci.low, ci.high))
+    assert paired.verdict == "equivalent" and 0 < paired.interval[0] < paired.interval[1] < 0.01
+    unpaired = compare_runs(_seeded(b, range(4)), _seeded(a, range(4, 8)))
+    assert not unpaired.paired and unpaired.verdict == "can't tell"
 
 
 def test_a_live_run_is_placed_against_the_recorded_spread():
