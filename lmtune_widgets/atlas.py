@@ -392,6 +392,21 @@ def recorded(config: FineTuneConfig | None = None, **changes: Any) -> list[Run]:
     return found
 
 
+def seed_x_data_seed(book: Book | None = None, **changes: Any) -> dict[tuple[int, int], Run]:
+    """The defaults (with `changes`) at every pair of `seed` (the head's initialisation and dropout) and `data_seed`
+    (the order of the batches) in `SEEDS` x `SEEDS`: {(seed, data_seed): run}. The diagonal is the plain runs."""
+    book = book or load()
+    table = {}
+    for seed in SEEDS:
+        for data_seed in SEEDS:
+            config = FineTuneConfig(**changes, seed=seed, data_seed=None if data_seed == seed else data_seed)
+            found = [r for r in book.runs(config) if r.config.seed == seed]
+            if not found:
+                raise ValueError(f"not recorded: {config.changes()} (see `make atlas`, section practice)")
+            table[seed, data_seed] = found[0]
+    return table
+
+
 @dataclass
 class RecordedGrid:
     """A recorded two-knob grid on `base`: the seeds of every recorded combination (`cells`: {line value: {x value:

@@ -130,3 +130,19 @@ def error_rate(phenomenon: str) -> Callable[[Run], float]:
         return errors / total if total else math.nan
 
     return rate
+
+
+def noise_sources(table: dict[tuple[int, int], Run], measure: Callable[[Run], float] = kept_accuracy
+                  ) -> dict[str, float]:
+    """Which noise is which, from a seed x data-seed table ({(seed, data_seed): run}): the spread of `measure` when
+    only the initialisation changes (the data order fixed: a column), and when only the data order changes (a
+    row). Standard deviations averaged over the columns (rows), and the widest range of any one column (row)."""
+    from statistics import mean, stdev
+
+    seeds = sorted({s for s, _ in table})
+    orders = sorted({d for _, d in table})
+    columns = [[measure(table[s, d]) for s in seeds] for d in orders]  # data order fixed: init varies
+    rows = [[measure(table[s, d]) for d in orders] for s in seeds]  # init fixed: data order varies
+    return {"init_sd": mean(stdev(c) for c in columns), "data_sd": mean(stdev(r) for r in rows),
+            "init_range": max(max(c) - min(c) for c in columns), "data_range": max(max(r) - min(r) for r in rows),
+            "all_sd": stdev([v for c in columns for v in c]), "runs": len(table)}

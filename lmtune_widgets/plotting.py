@@ -596,6 +596,36 @@ def plot_grid(grid, names: dict[Any, str] | None = None, title: str | None = Non
 
 
 @default_style
+def plot_seed_grid(table: dict[tuple[Any, Any], Any], measure=None, what: str = "kept accuracy",
+                   title: str | None = None) -> Figure:
+    """A seed x data-seed table ({(seed, data_seed): run}) as a grid of the kept accuracy (or `measure`): a column
+    changes only the head's initialisation, a row only the order of the batches; the diagonal is the plain runs."""
+    from .runs import kept_accuracy
+
+    measure = measure or kept_accuracy
+    seeds = sorted({s for s, _ in table}, key=lambda s: (s != 42, s))
+    orders = sorted({d for _, d in table}, key=lambda s: (s != 42, s))
+    values = [[measure(table[s, d]) for d in orders] for s in seeds]
+    fig = Figure(figsize=(5.4, 4.2))
+    fig.subplots_adjust(left=0.2, right=0.93, bottom=0.16, top=0.84)
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    points = "accuracy" in what or "rate" in what
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.1%}" if points else f"{value:.3g}", ha="center", va="center", fontsize=8,
+                    color="white" if value < (min(map(min, values)) + max(map(max, values))) / 2 else "black",
+                    weight="bold" if i == j else "normal")
+    ax.set_xticks(range(len(orders)), [str(d) for d in orders])
+    ax.set_yticks(range(len(seeds)), [str(s) for s in seeds])
+    ax.set(xlabel="data_seed: the order of the batches", ylabel="seed: the head's initialisation")
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    ax.set_title((title + "\n" if title else "") + f"{what}: along a row only the data order changes,\n"
+                 "down a column only the initialisation (bold: data_seed = seed)", fontsize=9)
+    return fig
+
+
+@default_style
 def plot_tradeoff(groups: dict[Any, list], field: str, title: str | None = None) -> Figure:
     """Every recorded seed as a point: the kept model's accuracy on the task against its sentence similarity
     (what it still knows from pretraining), one colour per value of `field`."""
