@@ -119,6 +119,9 @@ PRACTICE_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     # "equivalent" needs more seeds than "differ": two settings a lesson calls interchangeable, at 10 seeds each
     "decay_ten_seeds": ({}, {"weight_decay": (0.0, 0.1)}),
     "dropout_ten_seeds": ({}, {"dropout": (0.0, 0.3)}),
+    # past the grids' edges, where a lesson's best rate was the highest one recorded (lesson 07)
+    "top4_past_edge": ({**SMALL, "freeze_layers": 4}, {"learning_rate": (5e-3,)}),
+    "head_past_edge": ({**SMALL, "freeze_layers": 6}, {"learning_rate": (2e-2,)}),
 }
 TEN_SEEDS = SEEDS + (5, 6, 7, 8, 9)
 GRID_SEEDS = {"seed_x_data_seed": SEEDS, "decay_ten_seeds": TEN_SEEDS, "dropout_ten_seeds": TEN_SEEDS}
