@@ -92,7 +92,7 @@ FREEZING = dict(LESSON_GRIDS["freeze_x_lr"][0])  # a third of the data, where tr
 FREEZE_LEVELS = LESSON_GRIDS["freeze_x_lr"][1]["freeze_layers"]
 FREEZE_RATES = LESSON_GRIDS["freeze_x_lr"][1]["learning_rate"]
 HEAD_RATES = LESSON_GRIDS["head_pooling"][1]["learning_rate"]  # the head alone can take larger steps
-SCRATCH_RATES = LESSON_GRIDS["from_scratch"][1]["learning_rate"]
+SCRATCH_RATES_FIRST = LESSON_GRIDS["from_scratch"][1]["learning_rate"]  # the lesson grid as first recorded
 NOISY = dict(LESSON_GRIDS["dropout_x_noise"][0])  # 512 messages for 5 epochs: long enough to memorise wrong labels
 NOISE_LEVELS = LESSON_GRIDS["dropout_x_noise"][1]["label_noise"]
 DROPOUTS = LESSON_GRIDS["dropout_x_noise"][1]["dropout"]
@@ -101,7 +101,7 @@ BATCH_RATES = LESSON_GRIDS["lr_x_batch"][1]["learning_rate"]
 SCHEDULE_PARTS = {part: {**LESSON_GRIDS["warmup_x_decay"][0], **dict(zip(LESSON_GRIDS["warmup_x_decay"][1], values))}
                   for part, values in zip(("neither", "warmup only", "decay only", "both"),
                                           product(*LESSON_GRIDS["warmup_x_decay"][1].values()), strict=True)}
-LLM_RATES = LLM_GRIDS["rank_x_lr"][1]["learning_rate"]  # LoRA's
+LLM_RATES_FIRST = LLM_GRIDS["rank_x_lr"][1]["learning_rate"]  # LoRA's, as first recorded
 LORA_RANKS = LLM_GRIDS["rank_x_lr"][1]["lora_r"]
 UNFROZEN_RATES = LLM_GRIDS["unfrozen_x_lr"][1]["learning_rate"]  # the top blocks' own weights: full-weight rates
 FULL_RATES = LLM_GRIDS["full"][1]["learning_rate"]  # every weight training
@@ -133,6 +133,14 @@ LLM_PRACTICE_GRIDS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "targets_x_rslora": ({}, {"lora_target_modules": (("all-linear",), ("q_proj", "k_proj", "v_proj", "o_proj")),
                               "use_rslora": (False, True), "lora_r": (8, 32), "learning_rate": (1e-4, 5e-4, 2e-3)}),
 }
+# A grid whose best value was its edge, extended past it (issue 24): the rates a lesson tunes over, every one
+# recorded at every rank (LoRA) or at the one setting (from scratch).
+SCRATCH_RATES = tuple(sorted({*SCRATCH_RATES_FIRST, *PRACTICE_GRIDS["from_scratch_low"][1]["learning_rate"]}))
+LLM_RATES = tuple(sorted({*LLM_RATES_FIRST, *LLM_PRACTICE_GRIDS["lora_high_lr"][1]["learning_rate"]}))
+TOP4_RATES = tuple(sorted({*FREEZE_RATES, *PRACTICE_GRIDS["top4_past_edge"][1]["learning_rate"]}))  # sentiment only
+HEAD_CLS_RATES = tuple(sorted({*HEAD_RATES, *PRACTICE_GRIDS["head_past_edge"][1]["learning_rate"]}))  # sentiment, cls
+FULL_LLM_RATES = tuple(sorted({*FULL_RATES, *LLM_PRACTICE_GRIDS["full_x_lr"][1]["learning_rate"]}))
+
 # Sections still being recorded (in the background, resumable): they may be partly recorded, and nothing a lesson
 # claims reads them until they are whole and leave this set.
 RECORDING = {f"practice: {name}" for name in PRACTICE_GRIDS} | {f"llm practice: {name}" for name in LLM_PRACTICE_GRIDS}

@@ -38,7 +38,7 @@ import ipywidgets as widgets
 
 from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
 from .panel_figures import CurvesFigure, ScheduleFigure
-from .panel_plan import PanelState, Plan, same_settings
+from .panel_plan import PanelState, Plan, judge, same_settings
 from .panel_runner import PanelController, StudyFiler
 from .plotting import plot_runs, to_png
 from .runs import Run, diagnose
@@ -195,6 +195,7 @@ class TuningPanel:
                                              tooltip="Overlay the chosen runs in one plot.")
         self.compare_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px",
                                                                                display="none"))  # until used
+        self.compare_verdict_html = widgets.HTML()  # the rule's word on the compared runs
         self.share_text = widgets.Text(description="share", style=STYLE, layout=widgets.Layout(width="520px"))
         set_tooltip(self.share_text, "Copy this text to give someone these settings.")
         self.paste_text = widgets.Text(description="paste", placeholder='e.g. {"learning_rate":0.001}', style=STYLE,
@@ -522,6 +523,7 @@ class TuningPanel:
         runs = [self.runs[i] for i in chosen]
         self.compare_image.value = to_png(plot_runs(runs, labels=[f"run {i + 1}" for i in chosen]))
         self.compare_image.layout.display = None
+        self.compare_verdict_html.value = f"<b>The rule:</b> {html.escape(judge(runs))}"
         return StaticFigure(self.compare_image.value)
 
     @_locked
@@ -545,7 +547,8 @@ class TuningPanel:
                              self.curves_image,
                              self.verdict_html, self.log_html, self.study_html])
         history = widgets.VBox([widgets.HTML("<b>Run history</b>"), self.history_html,
-                                widgets.HBox([self.compare_select, self.compare_button]), self.compare_image])
+                                widgets.HBox([self.compare_select, self.compare_button]), self.compare_verdict_html,
+                                self.compare_image])
         share = widgets.VBox([widgets.HTML("<b>Share settings</b>: copy the first line; paste one below and "
                                            "press Apply."), self.share_text,
                               widgets.HBox([self.paste_text, self.apply_button])])

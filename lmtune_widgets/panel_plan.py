@@ -14,6 +14,7 @@ half-frozen skeleton.
 from __future__ import annotations
 
 import threading
+from typing import Any
 from dataclasses import dataclass, field
 
 from .config import FineTuneConfig, config_key
@@ -125,3 +126,23 @@ class PanelState:
 def same_settings(a: Run, b: Run) -> bool:
     """Whether two runs differ at most by their seed."""
     return config_key(a.config) == config_key(b.config)
+
+
+def judge(runs: list[Run]) -> str:
+    """The kit's rule on the runs a learner picked to compare, in its three words: when they are the seeds of two
+    settings, whether those differ, are equivalent, or can't be told apart (at least 3 seeds each)."""
+    from .runs import MIN_SEEDS, compare_runs
+
+    groups: dict[Any, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(config_key(run.config), []).append(run)
+    if len(groups) != 2:
+        return ("one setting: pick the runs of two settings to judge them" if len(groups) == 1
+                else f"{len(groups)} settings: pick the runs of two settings (several seeds each) to judge them")
+    (first, a), (second, b) = [(", ".join(f"{k}={v}" for k, v in g[0].config.changes().items() if k != "seed")
+                                or "defaults", g) for g in groups.values()]
+    verdict = compare_runs(a, b)
+    if verdict.verdict == "too few seeds":
+        return (f"{first} ({len(a)} seed{'s' * (len(a) != 1)}) against {second} ({len(b)}): too few seeds to judge; "
+                f"the rule needs at least {MIN_SEEDS} of each (change the seed and run again)")
+    return f"{first} against {second}: {verdict.short}"

@@ -61,3 +61,14 @@ def test_a_grid_name_moved_to_the_atlas_still_works_from_evidence_with_a_warning
         assert evidence.FREEZE_RATES is atlas.FREEZE_RATES == atlas.LESSON_GRIDS["freeze_x_lr"][1]["learning_rate"]
     with pytest.raises(AttributeError):
         evidence.NO_SUCH_GRID
+
+
+def test_no_claim_picks_its_best_rate_at_an_edge_of_its_grid():
+    assert evidence.best_at_an_edge() == []
+
+
+def test_a_best_rate_at_an_edge_of_its_grid_is_found(monkeypatch):
+    # from scratch, the lesson grid as first recorded (1e-4 to 2e-3) had its best at its lowest rate
+    monkeypatch.setattr(atlas, "SCRATCH_RATES", atlas.SCRATCH_RATES_FIRST)
+    found = evidence.best_at_an_edge(which={"07.pretraining"})
+    assert len(found) == 1 and found[0].startswith("07.pretraining: best rate 0.0001 is an edge of 0.0001, 0.0005")

@@ -158,6 +158,7 @@ def test_compare_overlays_past_runs(panel):
     assert panel.compare_select.value == (0, 1)
     panel.compare_button.click()
     assert bytes(panel.compare_image.value).startswith(PNG)
+    assert "too few seeds to judge" in panel.compare_verdict_html.value  # one seed of each
     assert panel.runs[0].model is None and panel.runs[1].model is not None  # only the latest keeps weights
 
 
@@ -225,3 +226,20 @@ def test_a_hub_data_set_keeps_the_task_control_off_after_a_preset(monkeypatch):
     assert panel.controls["task"].disabled  # a hub data set brings its own labels
     panel.preset_dropdown.value = "good"
     assert panel.controls["task"].disabled and panel.config.dataset == "rotten_tomatoes"
+
+
+def test_compared_runs_are_judged_by_the_rule_in_its_three_words():
+    from lmtune_widgets.panel_plan import judge
+    from lmtune_widgets.runs import Run
+
+    def seeds(accuracies, **changes):
+        return [Run(config=FineTuneConfig(seed=s, **changes), label_names=["negative", "positive"], status="finished",
+                    kept={"validation_accuracy": a}) for s, a in enumerate(accuracies)]
+
+    apart = judge(seeds([0.90, 0.91, 0.92]) + seeds([0.80, 0.81, 0.82], dropout=0.5))
+    assert apart.startswith("defaults against dropout=0.5: differ, higher (+10.0 points"), apart
+    overlap = judge(seeds([0.85, 0.87, 0.86]) + seeds([0.86, 0.875, 0.855], dropout=0.5))
+    assert "can't tell with 3 seeds" in overlap
+    assert "too few seeds to judge" in judge(seeds([0.9, 0.8]) + seeds([0.7, 0.6], dropout=0.5))
+    assert judge(seeds([0.9, 0.8])).startswith("one setting")
+    assert judge(seeds([0.9]) + seeds([0.8], dropout=0.5) + seeds([0.7], dropout=0.3)).startswith("3 settings")
