@@ -183,6 +183,17 @@ def chromium_page(width: int, height: int):
             browser.close()
 
 
+def serve_notebook(command: list[str], app: str, root: Path, log: Path, env: dict):
+    """A Jupyter Notebook server (`app`: "ServerApp" for Notebook 7, "NotebookApp" for the classic one) on a free
+    port with a token, serving `root`. Returns the process and the address of root's panel.ipynb."""
+    port, token = free_port(), "lmtune-test"
+    folder = "root_dir" if app == "ServerApp" else "notebook_dir"
+    server = _serve([*command, "--no-browser", f"--port={port}", "--ip=127.0.0.1", f"--{app}.token={token}",
+                     f"--{app}.{folder}={root}", "--allow-root"], f"http://127.0.0.1:{port}/api/status?token={token}",
+                    log, env)
+    return server, f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}"
+
+
 def _serve(command: list[str], probe: str, log: Path, env: dict):
     """Start a server; wait until `probe` answers at all (any HTTP status). Returns the process."""
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
@@ -271,16 +282,14 @@ def test_panel_in_notebook_7(tmp_path):
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
     root = tmp_path / "root"
     write_notebook(root, RECORDED_CELL)
-    port, token = free_port(), "lmtune-test"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}  # no news or update checks from a user's own settings
-    server = _serve([sys.executable, "-m", "notebook", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                     f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--allow-root"],
-                    f"http://127.0.0.1:{port}/api/status?token={token}", tmp_path / "notebook.log", env)
+    server, address = serve_notebook([sys.executable, "-m", "notebook"], "ServerApp", root, tmp_path / "notebook.log",
+                                     env)
     shots = [tmp_path / "notebook7-recorded.png", tmp_path / "notebook7-moved.png"]
     try:
         with chromium_page(1400, 1700) as page:
-            page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
+            page.goto(address)
             # Run All only once the kernel is up: earlier, Notebook 7 drops the command
             _, curves, band_src = run_all_until_recorded(page, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
             readout = page.locator(".jp-OutputArea .widget-slider .widget-readout").first

@@ -133,22 +133,20 @@ def test_the_panel_in_the_classic_notebook_with_ipywidgets_7(stack, tmp_path):
     the recorded band shows without training; a slider step leaves the recorded settings; Run trains live and Stop
     ends the run, which keeps its curves and joins the history as stopped."""
     from playwright.sync_api import expect
-    from test_browser import CHROMIUM, _keep, _serve, _stop, chromium_page, free_port, write_notebook
+    from test_browser import CHROMIUM, _keep, _stop, chromium_page, serve_notebook, write_notebook
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser test and was not found at {CHROMIUM}")
     root = tmp_path / "root"
     write_notebook(root, PROBE_CELL, CLASSIC_CELL)
-    port, token = free_port(), "lmtune-test"
     env = {**os.environ, **OFFLINE, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data")}  # only the stack's own kernel and extensions
-    server = _serve([str(STACK / "bin" / "jupyter-notebook"), "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                     f"--NotebookApp.token={token}", f"--NotebookApp.notebook_dir={root}", "--allow-root"],
-                    f"http://127.0.0.1:{port}/api/status?token={token}", tmp_path / "notebook6.log", env)
+    server, address = serve_notebook([str(STACK / "bin" / "jupyter-notebook")], "NotebookApp", root,
+                                     tmp_path / "notebook6.log", env)
     shots = [tmp_path / "classic-recorded.png", tmp_path / "classic-stopped.png"]
     try:
         with chromium_page(1400, 1900) as page:
-            page.goto(f"http://127.0.0.1:{port}/notebooks/panel.ipynb?token={token}")
+            page.goto(address)
             page.wait_for_function("!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && "
                                    "Jupyter.notebook.kernel.is_connected())", timeout=90_000)
             # Widgets displayed before the page's widget manager has finished starting are closed by it, unseen:

@@ -49,17 +49,22 @@ def _parts():
     return [[[101, 7, 8, 102], [101, 9, 102]], [[101, 5, 102]], []]
 
 
+def _entry(tmp_path, key=("key",)):
+    """A model folder (a config.json is enough to name it), the token ids of its parts, and their entry's name."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    parts = _parts()
+    return model, parts, feature_cache.entry_name(key, str(model), parts)
+
+
 def _states(parts):
     generator = torch.Generator().manual_seed(0)
     return [[torch.randn(len(x), 4, generator=generator) for x in ids] for ids in parts]
 
 
 def test_round_trip_is_exact_and_checked_against_the_token_ids(cache_folder, tmp_path):
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    parts = _parts()
-    name = feature_cache.entry_name(("key",), str(model), parts)
+    model, parts, name = _entry(tmp_path)
     states = _states(parts)
     assert feature_cache.save(name, (*states, True))
     loaded = feature_cache.load(name, torch.device("cpu"), parts)
@@ -116,11 +121,7 @@ def test_oldest_files_go_first_beyond_the_limit(cache_folder):
 
 
 def test_a_corrupt_or_truncated_file_is_ignored_and_deleted(cache_folder, tmp_path):
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    parts = _parts()
-    name = feature_cache.entry_name(("key",), str(model), parts)
+    model, parts, name = _entry(tmp_path)
     assert feature_cache.save(name, (*_states(parts), False))
     path = cache_folder / name
     good = path.read_bytes()
@@ -133,11 +134,7 @@ def test_a_corrupt_or_truncated_file_is_ignored_and_deleted(cache_folder, tmp_pa
 
 
 def test_switched_off_or_unwritable_is_never_an_error(cache_folder, tmp_path, monkeypatch):
-    parts = _parts()
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    name = feature_cache.entry_name(("k",), str(model), parts)
+    model, parts, name = _entry(tmp_path, ("k",))
     monkeypatch.setenv("LMTUNE_FEATURE_CACHE", "off")
     assert not feature_cache.save(name, (*_states(parts), False)) and not cache_folder.exists()
     assert feature_cache.load(name, torch.device("cpu"), parts) is None

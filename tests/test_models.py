@@ -65,21 +65,28 @@ def test_frozen_prefix_replay_gives_the_same_logits(architecture):
     model = tiny(architecture).eval()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
-    freeze_bottom(model, 2)
+    expected, replayed, restored, states = _replay(model, 2)
+    assert [s.shape[0] for s in states] == [6, 2, 4]
+    torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(restored, expected)
+
+
+def _replay(model, frozen):
+    """The logits of a padded batch run whole, with the bottom `frozen` layers replayed from cached states, and run
+    whole again once the replay is removed; and the cached states."""
+    freeze_bottom(model, frozen)
     ids = [[5, 17, 93, 4, 8, 11], [7, 3], [9, 9, 14, 2]]
     batch = pad_batch(ids, 0, torch.device("cpu"))
     with torch.no_grad():
         expected = model(**batch).logits
-        prefix = FrozenPrefix(model, 2)
+        prefix = FrozenPrefix(model, frozen)
         states = prefix.compute(ids, 0, torch.device("cpu"))
-        assert [s.shape[0] for s in states] == [6, 2, 4]
         prefix.install()
         prefix.use(states)
         replayed = model(**batch).logits
         prefix.remove()
         restored = model(**batch).logits
-    torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(restored, expected)
+    return expected, replayed, restored, states
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama", "distilbert"])
@@ -139,18 +146,9 @@ def test_mean_pooling_reads_the_mean_of_the_real_tokens_through_the_same_dense_l
 def test_mean_pooling_replays_frozen_layers_like_running_them():
     model = tiny("bert").eval()
     set_pooling(model, "mean")
-    freeze_bottom(model, 3)
-    ids = [[5, 17, 93, 4, 8, 11], [7, 3], [9, 9, 14, 2]]
-    batch = pad_batch(ids, 0, torch.device("cpu"))
-    with torch.no_grad():
-        expected = model(**batch).logits
-        prefix = FrozenPrefix(model, 3)
-        states = prefix.compute(ids, 0, torch.device("cpu"))
-        prefix.install()
-        prefix.use(states)
-        replayed = model(**batch).logits
-        prefix.remove()
+    expected, replayed, restored, _ = _replay(model, 3)
     torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(restored, expected)
 
 
 @pytest.mark.parametrize("architecture", ["distilbert", "gpt2"])
