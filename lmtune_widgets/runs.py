@@ -306,7 +306,8 @@ class Comparison:
     interval: tuple[float, float] = (math.nan, math.nan)  # of mean(first) - mean(second), at `confidence`
     margin: float | None = EQUIVALENCE_MARGIN  # None: no margin was set for this measure; never "equivalent"
     confidence: float = CONFIDENCE
-    paired: bool = False  # the interval is over seed-by-seed differences (the same seeds on both sides)
+    paired: int = 0  # how many seeds the interval pairs (0: Welch's, over all seeds of each side)
+    centre: float = math.nan  # when paired: the mean of the seed-by-seed differences
 
     @property
     def real(self) -> bool:
@@ -320,7 +321,8 @@ class Comparison:
 
     @property
     def difference(self) -> float:
-        return self.means[0] - self.means[1]
+        """The centre of the interval: the mean seed-by-seed difference when paired, else the means' difference."""
+        return self.centre if self.paired else self.means[0] - self.means[1]
 
     def _format(self, x: float, signed: bool = False) -> str:
         if self._as_points:
@@ -344,9 +346,12 @@ class Comparison:
         if not all(map(math.isfinite, self.means)):
             return "means not known"
         low, high = self.interval
-        return (f"means {f(self.means[0])} against {f(self.means[1])}: difference {f(self.difference, True)}{unit} "
-                f"({self.confidence:.0%} interval{', paired by seed,' if self.paired else ''} {f(low, True)} to "
-                f"{f(high, True)})")
+        means = f"means {f(self.means[0])} against {f(self.means[1])}"
+        if self.paired:
+            return (f"{means}; seed by seed on the {self.paired} shared seeds, difference {f(self.difference, True)}"
+                    f"{unit} ({self.confidence:.0%} interval {f(low, True)} to {f(high, True)})")
+        return (f"{means}: difference {f(self.difference, True)}{unit} "
+                f"({self.confidence:.0%} interval {f(low, True)} to {f(high, True)})")
 
     @property
     def margin_text(self) -> str:
@@ -400,21 +405,19 @@ def compare_runs(first: list[Run], second: list[Run], measure: Callable[[Run], f
       do not overlap. Ranges, not means: with 3 to 5 seeds a mean hides how far one seed can land from another,
       and the learner sees the same ranges drawn as bands.
     - They are equivalent within ±`margin` (1 accuracy point by default) when the 90% t interval of the
-      difference of the means lies inside ±margin: two one-sided tests at 5%, as in equivalence testing. When
-      every run of one setting has a partner of the other with the same seed and data order (the same head
-      initialisation, the same batches), the interval is the paired one, over the differences seed by seed;
-      otherwise Welch's.
+      difference of the means lies inside ±margin: two one-sided tests at 5%, as in equivalence testing. When at
+      least `MIN_SEEDS` runs of one setting have a partner in the other with the same seed and data order (the
+      same head initialisation, the same batches), the interval is the paired one, over the differences seed by
+      seed on those shared seeds; otherwise Welch's, over all seeds of each.
     - Otherwise: can't tell with this many seeds.
 
     The same rule judges any other number a run keeps (`measure`, named `what`): its similarity score, its error
     rate on negations; a measure that is not an accuracy or a rate must name its `margin` to be called
     equivalent."""
     a, b = [measure(r) for r in first], [measure(r) for r in second]
-    seeds = lambda runs: [(r.config.seed, r.config.shuffle_seed) for r in runs]  # noqa: E731
-    pairs = None
-    if sorted(seeds(first)) == sorted(seeds(second)) and len(set(seeds(first))) == len(first):
-        by_seed = dict(zip(seeds(second), b))
-        pairs = [(x, by_seed[key]) for key, x in zip(seeds(first), a)]
+    seed = lambda run: (run.config.seed, run.config.shuffle_seed)  # noqa: E731
+    by_seed = {seed(r): x for r, x in zip(second, b)}
+    pairs = [(x, by_seed[seed(r)]) for r, x in zip(first, a) if seed(r) in by_seed]
     return compare_values(a, b, what, margin, pairs)
 
 
@@ -447,7 +450,7 @@ def compare_values(first: list[float], second: list[float], what: str, margin: f
     (a_low, a_high), (b_low, b_high) = span(a), span(b)
     means = (sum(a) / len(a) if a else math.nan, sum(b) / len(b) if b else math.nan)
     pairs = [(x, y) for x, y in pairs or () if _finite(x) and _finite(y)]
-    paired = len(pairs) >= MIN_SEEDS and len(pairs) == len(a) == len(b)
+    paired = len(pairs) >= MIN_SEEDS
     if paired:
         interval = mean_difference_interval([x for x, _ in pairs], [y for _, y in pairs], paired=True)
     else:
@@ -462,8 +465,9 @@ def compare_values(first: list[float], second: list[float], what: str, margin: f
         verdict = "equivalent"
     else:
         verdict = "can't tell"
+    centre = sum(x - y for x, y in pairs) / len(pairs) if paired else math.nan
     return Comparison(verdict, (a_low, a_high), (b_low, b_high), (len(a), len(b)), what, means, interval, margin,
-                      paired=paired)
+                      paired=len(pairs) if paired else 0, centre=centre)
 
 
 def seed_band(runs: list[Run]) -> list[dict[str, Any]]:

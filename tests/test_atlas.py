@@ -241,6 +241,10 @@ def test_runs_with_the_same_seeds_are_compared_seed_by_seed():
     assert paired.verdict == "equivalent" and 0 < paired.interval[0] < paired.interval[1] < 0.01
     unpaired = compare_runs(_seeded(b, range(4)), _seeded(a, range(4, 8)))
     assert not unpaired.paired and unpaired.verdict == "can't tell"
+    # one side with more seeds: paired over the seeds both have, the ranges over all
+    more = compare_runs(_seeded(b, range(4)), _seeded(a + [0.95, 0.70], range(6)))
+    assert more.paired == 4 and more.interval == pytest.approx(paired.interval) and more.second == (0.70, 0.95)
+    assert "seed by seed on the 4 shared seeds, difference +0.4 points" in str(more)
 
 
 def test_a_live_run_is_placed_against_the_recorded_spread():
