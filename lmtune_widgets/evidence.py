@@ -225,6 +225,19 @@ def _cant_tell_is_not_same(book):
             expect(compare_runs(runs(book), others), CANT_TELL, "the defaults against other data orders")]
 
 
+@claim("00.equivalence_needs_seeds", """At ten seeds each, compared seed by seed, weight decay 0 and 0.1 are
+       equivalent within ±1 point; dropout 0 and 0.3, at ten seeds each too, are still can't tell: their interval
+       of the difference lies above zero but reaches past 1 point.""")
+def _equivalence_needs_seeds(book):
+    decay = compare(book, {"weight_decay": 0.0}, {"weight_decay": 0.1})
+    dropout = compare(book, {"dropout": 0.0}, {"dropout": 0.3})
+    return [(decay.seeds == (10, 10) and decay.paired == 10, f"weight decay: {decay.seeds} seeds, {decay.paired} paired"),
+            expect(decay, "equivalent", "weight decay 0 against 0.1"),
+            (dropout.seeds == (10, 10), f"dropout: {dropout.seeds} seeds"),
+            expect(dropout, CANT_TELL, "dropout 0 against 0.3"),
+            (0 < dropout.interval[0] and dropout.interval[1] > 0.01, f"dropout interval {dropout.interval}")]
+
+
 # ------------------------------------------------------------------------------------------------ 01 learning rate
 @claim("01.too_low", """Too low a learning rate underfits: at 1e-5 and 3.2e-5 every seed underfits, and both keep
        a worse model than the default 5e-4.""")
@@ -356,12 +369,13 @@ def _more_epochs(book):
 
 # ------------------------------------------------------------------------------------------------ 04 dropout
 @claim("04.clean_data", """On all 1616 clean messages, 3 seeds can't tell any dropout from 0 to 0.5 apart from the
-       default 0.1; strong dropout (0.5) keeps a worse model than 0, 0.2 or 0.3.""")
+       default 0.1; strong dropout (0.5) keeps a worse model than 0 (recorded at 10 seeds) and 0.2, while 0.3's
+       10 seeds reach down into 0.5's range.""")
 def _dropout_clean(book):
-    return [expect(compare(book, {"dropout": p}, {}), "can't tell", f"dropout {p:g} against 0.1")
+    return [expect(compare(book, {"dropout": p}, {}), CANT_TELL, f"dropout {p:g} against 0.1")
             for p in (0.0, 0.2, 0.3, 0.5)] + [
-        expect(compare(book, {"dropout": 0.5}, {"dropout": p}), "lower", f"dropout 0.5 against {p:g}")
-        for p in (0.0, 0.2, 0.3)]
+        expect(compare(book, {"dropout": 0.5}, {"dropout": p}), verdict, f"dropout 0.5 against {p:g}")
+        for p, verdict in ((0.0, "lower"), (0.2, "lower"), (0.3, CANT_TELL))]
 
 
 @claim("04.strong_dropout_fits_less", """Strong dropout holds the model back on the training set without a gain on
@@ -771,18 +785,25 @@ def _accumulation(book):
             expect(compare_runs(accumulated, plain), "can't tell", "batch 4 x 2 against batch 8")]
 
 
-@claim("09.no_forgetting", """These short runs cost the model none of its English: at each method's best rate (LoRA,
-       the unfrozen blocks, everything training), the next-token loss on 104 everyday sentences is lower after
-       fine-tuning than before (5.09 nats), on every seed.""")
-def _no_forgetting(book):
+@claim("09.forgetting", """These short runs cost the unfrozen blocks and full fine-tuning none of their English: at
+       each one's best rate the next-token loss on 104 everyday sentences is lower after fine-tuning than before
+       (5.09 nats), on every seed, and so it is for LoRA at 2e-3. LoRA at 5e-3, which three seeds can't tell from
+       2e-3 on the task, makes it worse on every seed, and 1e-2 worse still.""")
+def _forgetting(book):
     out = []
-    for name, changes, rates in (("LoRA", llm(), atlas.LLM_RATES),
-                                 ("unfrozen blocks", llm(lora_r=0), atlas.UNFROZEN_RATES),
+    for name, changes, rates in (("unfrozen blocks", llm(lora_r=0), atlas.UNFROZEN_RATES),
                                  ("everything", llm(lora_r=0, freeze_layers=0), atlas.FULL_RATES)):
         rate, found = tuned(book, rates, **changes)
         moved = [forgetting(r) for r in found]
         out.append((max(moved) < 0, f"{name} at {rate:g}: {', '.join(f'{m:+.3f}' for m in moved)} nats "
                                     f"(before: {found[0].meta['lm_loss_before']:.2f})"))
+    moved = {lr: [forgetting(r) for r in runs(book, **llm(learning_rate=lr))] for lr in (2e-3, 5e-3, 1e-2)}
+    out += [(max(moved[2e-3]) < 0, f"LoRA at 2e-3: {', '.join(f'{m:+.3f}' for m in moved[2e-3])} nats"),
+            (min(moved[5e-3]) > 0, f"LoRA at 5e-3: {', '.join(f'{m:+.3f}' for m in moved[5e-3])} nats"),
+            (min(moved[1e-2]) > max(moved[5e-3]) or sum(moved[1e-2]) > sum(moved[5e-3]),
+             f"LoRA at 1e-2: {', '.join(f'{m:+.3f}' for m in moved[1e-2])} nats"),
+            expect(compare(book, llm(learning_rate=5e-3), llm(learning_rate=2e-3)), CANT_TELL,
+                   "LoRA accuracy, 5e-3 against 2e-3")]
     return out
 
 
