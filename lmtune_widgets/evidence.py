@@ -276,7 +276,7 @@ def _overfit_early(book):
             (max(best) <= 3, f"lowest validation loss at epochs {', '.join(f'{b:g}' for b in best)}")]
 
 
-@claim("03.more_epochs", """On all 1616 messages, 3 and 5 epochs keep models within the noise of 2 epochs. At 5
+@claim("03.more_epochs", """On all 1616 messages, with 3 seeds we can't tell 3 or 5 epochs apart from 2 epochs. At 5
        epochs every seed overfits (its validation loss is lowest before epoch 3 and then rises), and its kept
        model's validation loss is higher than after 2 epochs: overfitting shows in the loss while the accuracy cannot
        tell.""")
