@@ -259,8 +259,8 @@ def _too_high(book):
             (max(accuracies) - min(accuracies) > 0.2, f"lr 5e-3 verdicts: {', '.join(verdicts(found))}")]
 
 
-@claim("01.plateau", """Between the extremes lies a plateau, not a peak: from 2e-4 to 2e-3, a tenfold range, the
-       kept accuracy is within the noise of the default 5e-4; 1e-4 is already lower.""")
+@claim("01.plateau", """Between the extremes lies a plateau: from 2e-4 to 2e-3, a tenfold range, no rate beats the
+       default 5e-4 and with 3 seeds we can't tell any of them apart from it; 1e-4 is already lower.""")
 def _plateau(book):
     out = [expect(compare(book, {"learning_rate": lr}, {}), "can't tell", f"lr {lr:g} against 5e-4")
            for lr in (2e-4, 1e-3, 2e-3)]
@@ -293,8 +293,8 @@ def _big_batch(book):
     return [expect(compare(book, {"per_device_train_batch_size": 128}, {}), "lower", "batch 128 against 16")]
 
 
-@claim("02.small_batches_tie", """From batch 4 to batch 64 the differences are within the noise: the batch size
-       matters less than the number of steps it leaves.""")
+@claim("02.small_batches_cant_tell", """From batch 4 to batch 64, with 3 seeds we can't tell any batch size apart
+       from batch 16: none keeps a better or a worse model by the rule.""")
 def _small_batches(book):
     return [expect(compare(book, {"per_device_train_batch_size": b}, {}), "can't tell", f"batch {b} against 16")
             for b in (4, 8, 32, 64)]
@@ -302,8 +302,8 @@ def _small_batches(book):
 
 @claim("02.retune", """Re-tune the learning rate with the batch size: of five recorded rates, the one with the best
        mean is higher at batch 128 than at batch 16 (1e-3 against 5e-4); at batch 128 every rate below 1e-3 (1e-4,
-       2e-4, 5e-4) keeps a worse model than 1e-3 on every seed and 2e-3 is within the noise of it, and there batch 128
-       is within the noise of batch 16 at its own best (only just: its best seed equals batch 16's worst).""")
+       2e-4, 5e-4) keeps a worse model than 1e-3 on every seed and 3 seeds can't tell 2e-3 from it, and there 3 seeds
+       can't tell batch 128 from batch 16 at its own best (only just: its best seed equals batch 16's worst).""")
 def _retune(book):
     big_lr, big = tuned(book, atlas.BATCH_RATES, per_device_train_batch_size=128)
     small_lr, small = tuned(book, atlas.BATCH_RATES)
@@ -316,10 +316,10 @@ def _retune(book):
                f"batch 128 at {big_lr:g} against batch 16 at {small_lr:g}")]
 
 
-@claim("02.topic_too", """On the topic task (five classes) the batch story repeats: at 5e-4, batches 8 and 32 are
-       within the noise of batch 16 and batch 128 keeps a worse model; at batch 128 a higher rate pays (2e-3 beats
+@claim("02.topic_too", """On the topic task (five classes) the batch story repeats: at 5e-4, 3 seeds can't tell
+       batches 8 and 32 from batch 16 and batch 128 keeps a worse model; at batch 128 a higher rate pays (2e-3 beats
        5e-4 on every seed; 1e-3 has the best mean, but its worst seed lands among 5e-4's), and at its best of five rates
-       batch 128 is within the noise of batch 16.""")
+       3 seeds can't tell batch 128 from batch 16.""")
 def _topic_batches(book):
     topic = {"task": "topic"}
     big = {**topic, "per_device_train_batch_size": 128}
@@ -351,7 +351,7 @@ def _overfit_early(book):
             (max(best) <= 3, f"lowest validation loss at epochs {', '.join(f'{b:g}' for b in best)}")]
 
 
-@claim("03.more_epochs", """On all 1616 messages, 3 and 5 epochs keep models within the noise of 2 epochs. At 5
+@claim("03.more_epochs", """On all 1616 messages, with 3 seeds we can't tell 3 or 5 epochs apart from 2 epochs. At 5
        epochs every seed overfits (its validation loss is lowest before epoch 3 and then rises), and its kept
        model's validation loss is higher than after 2 epochs: overfitting shows in the loss while the accuracy cannot
        tell.""")
@@ -604,9 +604,9 @@ def _rate_depends(book):
                            freezing(freeze_layers=4, learning_rate=1e-4)), "higher", "4 frozen: 2e-3 against 1e-4")]
 
 
-@claim("07.retuned_levels_tie", """Each at its own best rate, training everything, the top 4 layers or the top 2
-       keep models within the noise of one another on 512 sentiment messages: unfreezing more layers buys no
-       accuracy here, only cost.""")
+@claim("07.retuned_levels_cant_tell", """Each at its own best rate, with 3 seeds we can't tell training everything
+       or the top 4 layers apart from training the top 2 on 512 sentiment messages: unfreezing more layers shows no
+       gain by the rule here, only cost.""")
 def _retuned(book):
     best = {n: tuned(book, atlas.TOP4_RATES if n == 4 else atlas.FREEZE_RATES, **freezing(freeze_layers=n))
             for n in (0, 2, 4)}
@@ -655,7 +655,7 @@ def _topic_head(book):
 
 
 @claim("07.topic_retuned", """On topics too the rate must be re-tuned: with nothing frozen 2e-3 keeps a worse model
-       than 5e-4; and each at its own best rate, 0, 2 and 4 frozen layers are within the noise of one another.""")
+       than 5e-4; and each at its own best rate, 3 seeds can't tell 0 or 2 frozen layers apart from 4.""")
 def _topic_retuned(book):
     best = {n: tuned(book, atlas.FREEZE_RATES, **freezing("topic", freeze_layers=n)) for n in (0, 2, 4)}
     out = [expect(compare(book, freezing("topic", freeze_layers=0, learning_rate=2e-3),
@@ -867,16 +867,16 @@ def _untouched(book):
 
 
 @claim("10.lr_forgets", """The higher the learning rate, the more the model forgets, though not at every step:
-       1e-4 keeps more similarity than 2e-4, 2e-4 more than 5e-4, and 1e-3 more than 2e-3, on every seed; 5e-4
-       against 1e-3 is within the noise.""")
+       1e-4 keeps more similarity than 2e-4, 2e-4 more than 5e-4, and 1e-3 more than 2e-3, on every seed; with 3
+       seeds we can't tell 5e-4 from 1e-3.""")
 def _lr_forgets(book):
     pairs = ((1e-4, 2e-4), (2e-4, 5e-4), (1e-3, 2e-3))
     return [expect(_similar(book, {"learning_rate": a}, {"learning_rate": b}), "higher", f"lr {a:g} against {b:g}")
             for a, b in pairs]
 
 
-@claim("10.same_accuracy_less_forgetting", """Settings the accuracy cannot tell apart can differ in what they
-       forget: learning rate 2e-4 and batch 64 are both within the noise of the defaults on accuracy, and both keep
+@claim("10.accuracy_cant_tell_forgetting_can", """Settings the accuracy cannot tell apart can differ in what they
+       forget: with 3 seeds we can't tell learning rate 2e-4 or batch 64 from the defaults on accuracy, and both keep
        more similarity than the defaults.""")
 def _free_choice(book):
     out = []
@@ -887,8 +887,8 @@ def _free_choice(book):
 
 
 @claim("10.steps_forget", """More steps forget more, but the first steps forget the most: batch 4 (808 steps)
-       forgets more than batch 16 (202), and half an epoch less than two; after two epochs further steps cost
-       little more: 3 and 5 epochs forget no more than 2, within the noise.""")
+       forgets more than batch 16 (202), and half an epoch less than two; after two epochs the rule sees no
+       further cost: with 3 seeds we can't tell 3 or 5 epochs from 2 on similarity.""")
 def _steps_forget(book):
     return [expect(_similar(book, {"per_device_train_batch_size": 4}, {}), "lower", "batch 4 against 16"),
             expect(_similar(book, {"num_train_epochs": 0.5}, {}), "higher", "0.5 epoch against 2")] + [
@@ -897,8 +897,8 @@ def _steps_forget(book):
 
 
 @claim("10.less_forgetting_costs", """Forgetting less is not free: half an epoch and batch 128 keep more similarity
-       than the defaults but a less accurate model. Freezing only 2 or 3 layers ties with the defaults (4 frozen) on
-       accuracy but forgets more; freezing 5 or all 6 forgets less, and learns less too.""")
+       than the defaults but a less accurate model. With 3 seeds we can't tell freezing only 2 or 3 layers from the
+       defaults (4 frozen) on accuracy, but both forget more; freezing 5 or all 6 forgets less, and learns less too.""")
 def _less_forgetting_costs(book):
     out = []
     for name, changes, accuracy, kept in (("half an epoch", {"num_train_epochs": 0.5}, "lower", "higher"),
