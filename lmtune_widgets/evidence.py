@@ -6,8 +6,10 @@
     evidence.assert_claims("01")      # prints them, raises AssertionError if one does not hold (a lesson's last cell)
 
 A lesson states a difference only where the one rule (`runs.compare_runs`) finds it: the ranges over at least
-three seeds of the kept model's accuracy on the whole validation split do not overlap. Where they overlap, the
-lesson says "within the noise". A claim whose runs are not recorded does not hold: it says which are missing.
+three seeds of the kept model's accuracy on the whole validation split do not overlap. It states a sameness only
+where the rule finds the settings equivalent within ±1 point (the 90% interval of the mean difference inside it).
+Otherwise the lesson says "can't tell with N seeds". A claim whose runs are not recorded does not hold: it says
+which are missing. `best_at_an_edge` finds a claim whose best learning rate is its grid's first or last.
 
 The claims follow the lessons, 00 to 11, so a lesson's claims read in the order it makes them. What they are
 checked on is not written here: the grids' values come from the atlas (`atlas.FREEZE_RATES`, ...), where the runs
