@@ -174,7 +174,7 @@ def recorded_trials(book=None) -> list[tuple[dict[str, Any], float]]:
     trial: (its value of each of `SEARCHED`, its kept model's validation loss, the search's objective)."""
     from . import atlas
 
-    book = book or atlas.load()
+    book = book if book is not None else atlas.load()
     groups = {}
     for config in book.configs():
         changed = set(config.changes()) - {"seed"}
@@ -229,7 +229,7 @@ def importance_agreement(rows: list[tuple[dict[str, Any], float]], sizes: list[i
 class Nearby:
     """The recorded setting whose seeds stand for a trial's seed noise."""
 
-    config: FineTuneConfig
+    config: FineTuneConfig  # the setting (at the default seed)
     values: list[float]  # each recorded seed's kept validation loss
 
     @property
@@ -256,7 +256,7 @@ def _recorded_settings(book) -> list[Nearby]:
             values = [r.kept.get("validation_loss") for r in runs]
             values = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
             if len(values) >= MIN_SEEDS:
-                settings.append(Nearby(runs[0].config, values))
+                settings.append(Nearby(runs[0].config.replace(seed=FineTuneConfig().seed), values))
         _SETTINGS[id(book)] = (book, settings)  # the book is kept so that its id stays its own
     return _SETTINGS[id(book)][1]
 
@@ -281,7 +281,7 @@ def nearby_setting(params: dict[str, Any], book=None) -> Nearby | None:
     """
     from . import atlas
 
-    settings = _recorded_settings(book or atlas.load())
+    settings = _recorded_settings(book if book is not None else atlas.load())
     if not settings:
         return None
     defaults = FineTuneConfig()
