@@ -98,16 +98,14 @@ def importance_figure(study, importances=None):
 def draw_importances(ax, importances) -> None:
     """Each setting's importance over the resamples: a line from its low to its high end of the 90% range, a dot
     at its median, most important on top; or, with too few finished trials, that one line and no bars."""
-    from .study_noise import MIN_FINISHED
-
     ax.set_title("Which settings matter (parameter importances)")
     if not importances.enough:
         ax.axis("off")
         ax.text(0.5, 0.55, importances.line, ha="center", va="center", fontsize=11, transform=ax.transAxes,
                 wrap=True)
-        ax.text(0.5, 0.3, f"(ranges are drawn from {MIN_FINISHED} finished trials on: with fewer, studies of the\n"
-                          "same settings disagree on which one matters most)", ha="center", va="center", fontsize=8,
-                color="dimgrey", transform=ax.transAxes)
+        why = (f"(ranges are drawn from {importances.needed} finished trials on: with fewer, studies of the\n"
+               "same settings disagree on which one matters most)")
+        ax.text(0.5, 0.3, why, ha="center", va="center", fontsize=8, color="dimgrey", transform=ax.transAxes)
         return
     names = list(importances.ranges)[::-1]
     for y, name in enumerate(names):
