@@ -686,6 +686,18 @@ def _closer_task(book):
 
 
 # ------------------------------------------------------------------------------------------------ 08 search
+@claim("08.importances_need_trials", """Importances from a few trials are noise: studies of 3 recorded runs, drawn at
+       random, name the most important setting of all the recorded runs at most a third of the time; studies of 30
+       at least three times in four. Below 30 finished trials the importance picture draws no bars.""")
+def _importances_need_trials(book):
+    from . import study_noise
+
+    agree = study_noise.importance_agreement(study_noise.recorded_trials(book), [3, 30], studies=40)
+    return [(agree[3] <= 1 / 3, f"studies of 3 agree {agree[3]:.0%} of the time"),
+            (agree[30] >= 0.75, f"studies of 30 agree {agree[30]:.0%} of the time"),
+            (study_noise.MIN_FINISHED == 30, f"the picture's threshold: {study_noise.MIN_FINISHED} finished trials")]
+
+
 @claim("08.defaults_hold", """A search has to beat good defaults by more than the seeds' spread: of all the
        settings recorded on the defaults' data, none keeps a better model than the defaults by the rule.""")
 def _defaults_hold(book):
