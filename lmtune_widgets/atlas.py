@@ -140,10 +140,13 @@ LLM_RATES = tuple(sorted({*LLM_RATES_FIRST, *LLM_PRACTICE_GRIDS["lora_high_lr"][
 TOP4_RATES = tuple(sorted({*FREEZE_RATES, *PRACTICE_GRIDS["top4_past_edge"][1]["learning_rate"]}))  # sentiment only
 HEAD_CLS_RATES = tuple(sorted({*HEAD_RATES, *PRACTICE_GRIDS["head_past_edge"][1]["learning_rate"]}))  # sentiment, cls
 FULL_LLM_RATES = tuple(sorted({*FULL_RATES, *LLM_PRACTICE_GRIDS["full_x_lr"][1]["learning_rate"]}))
+# LoRA on every linear layer against the attention projections (lesson 09): the layers, and the rates recorded for both
+LORA_TARGETS = LLM_PRACTICE_GRIDS["targets_x_rslora"][1]["lora_target_modules"]  # (every linear layer, attention)
+TARGET_RATES = LLM_PRACTICE_GRIDS["targets_x_rslora"][1]["learning_rate"]
 
 # Sections still being recorded (in the background, resumable): they may be partly recorded, and nothing a lesson
-# claims reads them until they are whole and leave this set.
-RECORDING = {f"practice: {name}" for name in PRACTICE_GRIDS} | {f"llm practice: {name}" for name in LLM_PRACTICE_GRIDS}
+# claims reads them until they are whole and leave this set. Empty: every planned run is recorded.
+RECORDING: set[str] = set()
 
 # What is recorded first: what the lessons draw. The sentiment half of every lesson grid comes before the costly
 # one-knob sweeps that no lesson needs first (full fine-tuning on all the data) and before the topic half.

@@ -861,6 +861,46 @@ def _rate_ratio(book):
                            f"the smallest ratio {lowest:.0f}")]
 
 
+@claim("09.all_linear", """Without rsLoRA, LoRA on every linear layer of the top 10 blocks (2.65 times the weights
+       of the attention projections alone) keeps a better model than attention only at 1e-4 and at 5e-4, at rank 8
+       and at rank 32; at 2e-3 three seeds can't tell the two apart. On every linear layer three seeds can't tell
+       5e-4, 16 times full fine-tuning's best rate, from 2e-3 at either rank, and 1e-4 keeps a worse model; on
+       attention only, 5e-4 keeps a worse model than 2e-3 (claim 09.adapters_want_larger_steps).""")
+def _all_linear(book):
+    every, attention = atlas.LORA_TARGETS
+    full_rate, _ = tuned(book, atlas.FULL_LLM_RATES, **llm(lora_r=0, freeze_layers=0))
+    out = []
+    for r in (8, 32):
+        at = {lr: llm(lora_r=r, lora_target_modules=every, learning_rate=lr) for lr in atlas.TARGET_RATES}
+        out += [expect(compare(book, at[lr], {**at[lr], "lora_target_modules": attention}),
+                       "higher" if lr < 2e-3 else CANT_TELL, f"rank {r}, {lr:g}: every linear layer against attention")
+                for lr in atlas.TARGET_RATES]
+        out += [expect(compare(book, at[5e-4], at[2e-3]), CANT_TELL, f"rank {r}, every linear layer: 5e-4 against 2e-3"),
+                expect(compare(book, at[1e-4], at[5e-4]), "lower", f"rank {r}, every linear layer: 1e-4 against 5e-4")]
+    weights = {t: runs(book, **llm(lora_target_modules=t))[0].meta["trainable_parameters"] for t in (every, attention)}
+    out += [(round(weights[every] / weights[attention], 2) == 2.65,
+             f"trainable weights at rank 8: every linear layer {weights[every] / 1e6:.2f} M, "
+             f"attention {weights[attention] / 1e6:.2f} M"),
+            (round(5e-4 / full_rate) == 16, f"5e-4 against full fine-tuning's best rate {full_rate:g}: "
+                                            f"{5e-4 / full_rate:.1f} times")]
+    return out
+
+
+@claim("09.rslora", """rsLoRA acts like a larger rate: on attention only it keeps a better model than plain LoRA at
+       1e-4 and at 5e-4, at rank 8 and at rank 32; at 2e-3, where plain LoRA has learnt the task, three seeds can't
+       tell it from plain LoRA at either rank, on either set of layers.""")
+def _rslora(book):
+    every, attention = atlas.LORA_TARGETS
+    cases = [(attention, "attention", lr) for lr in atlas.TARGET_RATES] + [(every, "every linear layer", 2e-3)]
+    out = []
+    for r in (8, 32):
+        for targets, name, lr in cases:
+            plain = llm(lora_r=r, lora_target_modules=targets, learning_rate=lr)
+            out.append(expect(compare(book, {**plain, "use_rslora": True}, plain),
+                              "higher" if lr < 2e-3 else CANT_TELL, f"rank {r}, {lr:g}, {name}: rsLoRA against plain"))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ 10 forgetting
 SIMILARITY = "similarity"
 
