@@ -70,11 +70,11 @@ class PanelState:
 
     def sizes(self, task: str | None = None) -> tuple[int, int, int]:
         """(training examples, validation examples, labels) of the task's data."""
-        from .data import load_splits
+        from .data import splits_for
 
         key = task or self.base.task
         if key not in self._data_sizes:
-            splits = load_splits(key, self.base.dataset)
+            splits = splits_for(self.base.replace(task=key))
             self._data_sizes[key] = (len(splits.train), len(splits.validation), len(splits.label_names))
         return self._data_sizes[key]
 
