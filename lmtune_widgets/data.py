@@ -4,6 +4,8 @@
     splits = load_splits("sentiment")          # the bundled customer messages, offline
     splits.train["text"][:3], splits.label_names  # -> [...], ["negative", "positive"]
     splits = load_splits(dataset="rotten_tomatoes")   # a Hugging Face data set: online once, then from the cache
+    splits = load_splits(dataset="tickets.csv", text_column="message", label_column="category")  # your own file
+    splits = splits_for(config)                  # what a FineTuneConfig trains on
 
 The bundled file `data/customer_feedback.csv` has a fixed `split` column (train/validation/test), so every
 learner and every test sees the same examples. A run uses the first `max_train_samples` rows of the train
@@ -16,6 +18,9 @@ the bundled file keeps its own order. Labels given as text or as numbers other t
 0..K-1 in the sorted order of the values. A data set loaded once (online, e.g. by an instructor before a
 workshop) is read from the local datasets cache afterwards, with no network and with HF_DATASETS_OFFLINE=1;
 only a data set missing from the cache is fetched from the hub.
+
+A learner's own file (a `dataset` that is a local path: `is_local_path`) is read, checked and split by
+`data_files` and dealt out label by label as a hub data set is; see that module.
 """
 from __future__ import annotations
 
@@ -26,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data_files import DataFileError, DataWarning, data_stamp, is_local_path  # noqa: F401 (re-exported)
+from .data_files import (DataFileError, DataWarning, LABEL_COLUMNS, TEXT_COLUMNS,  # noqa: F401 (re-exported)
+                         data_stamp, is_local_path, read_data_file)
 from .hub import HubUnavailableError, ensure_hub_reachable
 
 DATA_FILE = "customer_feedback.csv"
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
-LABEL_COLUMNS = ("label", "labels", "sentiment")
 HUB_ORDER_SEED = 0  # the one fixed order of a hub data set's rows (see interleave_by_label)
 
 
@@ -75,8 +79,6 @@ def splits_for(config) -> Splits:
 def _load_splits(task: str | None, dataset: str | None, text_column: str | None, label_column: str | None,
                  stamp: tuple | None) -> Splits:
     if dataset and stamp is not None:
-        from .data_files import load_file_splits
-
         return load_file_splits(dataset, text_column, label_column)
     if dataset:
         return _load_hub_splits(dataset, text_column, label_column)
@@ -91,6 +93,15 @@ def _load_splits(task: str | None, dataset: str | None, text_column: str | None,
     keep = ["text", "label", "phenomenon"]  # phenomenon: what makes a message hard (for error analysis only)
     parts = {k: v.select_columns(keep) for k, v in parts.items()}
     return Splits(parts["train"], parts["validation"], parts["test"], label_names, f"bundled:{task}")
+
+
+def load_file_splits(dataset: str, text_column: str | None = None, label_column: str | None = None) -> Splits:
+    """The splits of a learner's file or saved folder (`data_files.read_data_file`: checked, split by its split
+    column or carved by class), each dealt out label by label as a hub data set's. Not cached: `load_splits` is."""
+    found = read_data_file(dataset, text_column, label_column)
+    parts = {split: part.select(interleave_by_label(part["label"])) for split, part in found.parts.items()}
+    return Splits(parts["train"], parts["validation"], parts.get("test"), found.label_names,
+                  f"file:{found.name}@{found.data_hash}", data_hash=found.data_hash, warnings=found.warnings)
 
 
 def _load_hub_dataset(name: str) -> "datasets.DatasetDict":  # noqa: F821

@@ -7,11 +7,11 @@
 
 `datasets` reads every kind of file (its csv, json and parquet builders, and `load_from_disk`, all kept in
 memory, so nothing is ever written next to the learner's file). The text and label columns are found by name as
-for a hub data set (`data.TEXT_COLUMNS`, `data.LABEL_COLUMNS`, case aside), or named with `text_column` and
+for a hub data set (`TEXT_COLUMNS`, `LABEL_COLUMNS`, case aside), or named with `text_column` and
 `label_column`. A `split` column (train / validation / test) is kept; without one, 15% of each class becomes the
 validation split and another 15% the test split, always the same rows (seed `SPLIT_SEED`). Labels keep their
 names (text, or whole numbers: 1.0 counts as 1), and each split is dealt out label by label as a hub data set is
-(`data.interleave_by_label`). The file's content hash (`file_hash`) goes into the run's meta, so a run says
+(`data.interleave_by_label`, in `data.load_file_splits`). The file's content hash (`file_hash`) goes into the run's meta, so a run says
 which data it saw.
 
 A file that cannot be used raises `DataFileError` (a ValueError) whose message starts with the file's name and
@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")  # a text column is found by these names
+LABEL_COLUMNS = ("label", "labels", "sentiment")
 FILE_SUFFIXES = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}  # -> datasets builder
 SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_SEED = 0  # the one fixed carving of a file without a split column
@@ -227,11 +229,21 @@ def _label_names(name: str, labels: list, feature) -> tuple[list[str], list[int]
     return names, [to_id[v] for v in texts]
 
 
-def load_file_splits(dataset: str, text_column: str | None = None, label_column: str | None = None):
-    """The `data.Splits` of a learner's file or saved folder: see the module's docstring. Raises DataFileError."""
-    import datasets
+@dataclass
+class DataFile:
+    """A learner's file, checked and split: what `data.load_file_splits` makes its `Splits` of."""
 
-    from .data import LABEL_COLUMNS, TEXT_COLUMNS, Splits, interleave_by_label
+    name: str  # the file's name, as messages and `Splits.source` give it
+    data_hash: str  # file_hash of the file
+    parts: dict  # "train", "validation" and maybe "test" -> datasets.Dataset (text, label as ClassLabel)
+    label_names: list[str]
+    warnings: list[str]
+
+
+def read_data_file(dataset: str, text_column: str | None = None, label_column: str | None = None) -> DataFile:
+    """Read, check and split a learner's file or saved folder: see the module's docstring. Raises DataFileError;
+    warns (DataWarning) of texts that sit in train and validation or test."""
+    import datasets
 
     path = Path(dataset).expanduser()
     name = path.name or str(path)
@@ -265,12 +277,10 @@ def load_file_splits(dataset: str, text_column: str | None = None, label_column:
         parts = _given_splits(name, whole, table[split_column], label_names)
     else:
         parts = _carved_splits(name, whole, counts, label_names)
-    parts = {split: part.select(interleave_by_label(part["label"])) for split, part in parts.items()}
     found = _overlaps(name, parts)
     for message in found:
-        warnings.warn(message, DataWarning, stacklevel=4)  # at the caller of load_splits
-    return Splits(parts["train"], parts["validation"], parts.get("test"), label_names, f"file:{name}@{digest}",
-                  data_hash=digest, warnings=found)
+        warnings.warn(message, DataWarning, stacklevel=5)  # at the caller of data.load_splits
+    return DataFile(name, digest, parts, label_names, found)
 
 
 def _given_splits(name: str, whole, split_values: list, label_names: list[str]) -> dict:

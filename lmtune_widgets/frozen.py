@@ -119,7 +119,7 @@ def prefix_key(config: FineTuneConfig, device: torch.device) -> tuple:
     key = (config.model_name, config.from_scratch, config.seed if config.from_scratch else None,
            config.freeze_layers, config.task, config.dataset, config.max_length, config.max_train_samples,
            config.max_eval_samples, str(device))
-    from .data import data_stamp, is_local_path
+    from .data_files import data_stamp, is_local_path
 
     if config.dataset is not None and is_local_path(config.dataset):  # a learner's file: edited, it is other data
         key += (data_stamp(config.dataset),)

@@ -15,7 +15,7 @@ import pytest
 
 from lmtune_widgets import FineTuneConfig
 from lmtune_widgets import data_files
-from lmtune_widgets.data import load_splits, splits_for
+from lmtune_widgets.data import load_file_splits, load_splits, splits_for
 from lmtune_widgets.data_files import DataFileError, DataWarning, file_hash, is_local_path, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_a_csv_loads_with_named_columns_fixed_splits_and_its_labels(tickets):
     assert len(set(texts)) == 90  # every row in one split only
     for split in ("train", "validation", "test"):
         assert_interleaved(getattr(splits, split)["label"])
-    again = data_files.load_file_splits(str(tickets), **COLUMNS)  # not from the cache: the carving is fixed
+    again = load_file_splits(str(tickets), **COLUMNS)  # not from the cache: the carving is fixed
     assert as_lists(again) == as_lists(splits)
 
 
