@@ -42,6 +42,7 @@ MIN_ROWS_PER_CLASS = 10  # so that 15% of a class is at least one row in validat
 MAX_FILE_BYTES: int | None = None  # None: RAM_FRACTION of the memory available now (tests set a number)
 RAM_FRACTION = 0.25  # reading a table takes a few times its size (parsing, Arrow, the tokenized copy)
 HASH_DIGITS = 16
+UPLOAD_DIR = Path("~/.cache/lmtune_widgets/uploads")  # the kit's own copies of files uploaded in the panel
 SHOWN_ROWS = 5  # row numbers named in one message at most
 
 
@@ -121,6 +122,23 @@ def _rows(numbers: list[int]) -> str:
     shown = ", ".join(map(str, numbers[:SHOWN_ROWS]))
     return f"row {shown}" if len(numbers) == 1 else f"rows {shown}" + (
         f" and {len(numbers) - SHOWN_ROWS} more" if len(numbers) > SHOWN_ROWS else "")
+
+
+def store_upload(name: str, content: bytes) -> Path:
+    """Keep an uploaded file in the kit's own folder, as UPLOAD_DIR/<hash of the bytes>/<its name>, and return
+    that path: the same bytes always land at the same path, and messages about the file still give its name."""
+    safe = "".join(c if c.isalnum() or c in "._- " else "_" for c in Path(str(name)).name).strip() or "upload.csv"
+    if Path(safe).suffix.lower() not in FILE_SUFFIXES:
+        raise DataFileError(f"{safe}: unknown kind of file {Path(safe).suffix!r}; upload a .csv, .jsonl, .json or "
+                            ".parquet file")
+    folder = UPLOAD_DIR.expanduser() / hashlib.sha256(content).hexdigest()[:HASH_DIGITS]
+    path = folder / safe
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{safe}.partial"
+        partial.write_bytes(content)
+        partial.replace(path)  # whole or not at all
+    return path
 
 
 # ------------------------------------------------------------------------------------------------ reading
