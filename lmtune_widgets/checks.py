@@ -39,10 +39,10 @@ class Report:
 def look_at_inputs(config: FineTuneConfig, count: int = 4) -> tuple[list[dict[str, Any]], float]:
     """The first `count` training messages as the model sees them (decoded after truncation), with their labels,
     and the fraction of all training messages that `max_length` cuts short."""
-    from .data import load_splits
+    from .data import splits_for
     from .models import load_tokenizer
 
-    splits = load_splits(config.task, config.dataset)
+    splits = splits_for(config)
     tokenizer = load_tokenizer(config.model_name)
     texts = list(splits.train["text"][: config.max_train_samples])
     labels = list(splits.train["label"][: config.max_train_samples])

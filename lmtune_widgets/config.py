@@ -60,7 +60,7 @@ FIELDS: dict[str, Field] = {
     "model_name": Field(help="'minilm' (bundled, offline) or any Hugging Face model id (online)."),
     "task": Field(choices=TASKS, help="What to predict from the bundled customer messages: sentiment (2 classes) or topic (5)."),
     "from_scratch": Field(choices=(False, True), help="Start from random weights instead of the pretrained ones."),
-    "dataset": Field(help="A Hugging Face data set name to use instead of the bundled data (online), e.g. 'rotten_tomatoes'."),
+    "dataset": Field(help="Your own data instead of the bundled messages: a .csv, .jsonl, .json or .parquet file or a folder saved with datasets' save_to_disk (a text and a label column; a split column is kept), or a Hugging Face data set name (online), e.g. 'rotten_tomatoes'."),
     "max_length": Field(8, 512, help="Longest input in tokens; longer messages are cut."),
     "max_grad_norm": Field(0.0, 1e6, help="Gradients are clipped to this norm (0 = no clipping), as in Trainer."),
     "evals_per_epoch": Field(1, 50, help="How many evaluation points per epoch, so short runs still draw curves."),
@@ -77,10 +77,13 @@ FIELDS: dict[str, Field] = {
     "lr_decay_ratio": Field(0.0, 1.0, help="warmup_stable_decay only: the fraction of the steps spent decaying the rate to 0 at the end; before it the rate stays at its peak."),
     "min_lr_rate": Field(0.0, 1.0, help="cosine_with_min_lr only: the cosine ends at this fraction of the peak rate instead of 0."),
     "use_rslora": Field(choices=(False, True), help="Rank-stabilised LoRA: the change is scaled by alpha / sqrt(r) instead of alpha / r, so a higher rank is not damped."),
+    "text_column": Field(help="Which column of your dataset holds the texts (None: the one named text, sentence, review, content or document)."),
+    "label_column": Field(help="Which column of your dataset holds the classes, as text or whole numbers (None: the one named label, labels or sentiment)."),
 }
 # Added after runs were recorded: at their defaults they are left out of `config_key`, so recorded runs still match.
 LATER_FIELDS = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "pooling",
-                "data_seed", "label_smoothing_factor", "lr_decay_ratio", "min_lr_rate", "use_rslora")
+                "data_seed", "label_smoothing_factor", "lr_decay_ratio", "min_lr_rate", "use_rslora", "text_column",
+                "label_column")
 ALL_LINEAR = "all-linear"  # peft's name for "every linear layer of the adapted blocks" (lora_target_modules)
 LLM_MODELS = ("smollm2",)  # bundled decoder LLMs: fine-tuned as instructions (see llm.py), not with a class head
 
@@ -104,7 +107,7 @@ class FineTuneConfig:
     model_name: str = "minilm"  # bundled offline MiniLM, or a Hugging Face id
     task: str = "sentiment"  # "sentiment" or "topic" on the bundled data
     from_scratch: bool = False  # random weights, same architecture
-    dataset: str | None = None  # a Hugging Face data set instead of the bundled one
+    dataset: str | None = None  # a file or folder of your own, or a Hugging Face data set, instead of the bundled one
     max_length: int = 64  # tokens per message at most
     max_grad_norm: float = 1.0  # gradient clipping, as Trainer does
     evals_per_epoch: int = 3  # evaluation points per epoch
@@ -121,6 +124,8 @@ class FineTuneConfig:
     lr_decay_ratio: float = 0.2  # warmup_stable_decay: the fraction of the steps in its final decay
     min_lr_rate: float = 0.1  # cosine_with_min_lr: where the cosine ends, as a fraction of the peak
     use_rslora: bool = False  # LoRA scaled by alpha / sqrt(r) instead of alpha / r (peft's use_rslora)
+    text_column: str | None = None  # the dataset's column of texts (None: found by name)
+    label_column: str | None = None  # the dataset's column of classes (None: found by name)
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_target_modules, (list, str)):  # JSON gives a list; "q_proj,v_proj" from a command line
@@ -131,6 +136,10 @@ class FineTuneConfig:
             _check(f.name, value, f.type)
             if f.type.startswith("int") and value is not None and not isinstance(value, int):  # a whole float (16.0)
                 object.__setattr__(self, f.name, int(value))
+        for name in ("text_column", "label_column"):
+            if getattr(self, name) is not None and self.dataset is None:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid without a dataset: it names a column "
+                                 "of your own data (dataset='my_file.csv'); the bundled data has its own")
         if self.lr_scheduler_type == "warmup_stable_decay" and self.warmup_ratio + self.lr_decay_ratio > 1:
             raise ValueError(f"lr_decay_ratio={self.lr_decay_ratio:g} is out of range with warmup_ratio="
                              f"{self.warmup_ratio:g}: warmup and decay share the steps, so allowed from 0 to "

@@ -4,6 +4,8 @@
     splits = load_splits("sentiment")          # the bundled customer messages, offline
     splits.train["text"][:3], splits.label_names  # -> [...], ["negative", "positive"]
     splits = load_splits(dataset="rotten_tomatoes")   # a Hugging Face data set: online once, then from the cache
+    splits = load_splits(dataset="tickets.csv", text_column="message", label_column="category")  # your own file
+    splits = splits_for(config)                  # what a FineTuneConfig trains on
 
 The bundled file `data/customer_feedback.csv` has a fixed `split` column (train/validation/test), so every
 learner and every test sees the same examples. A run uses the first `max_train_samples` rows of the train
@@ -16,21 +18,24 @@ the bundled file keeps its own order. Labels given as text or as numbers other t
 0..K-1 in the sorted order of the values. A data set loaded once (online, e.g. by an instructor before a
 workshop) is read from the local datasets cache afterwards, with no network and with HF_DATASETS_OFFLINE=1;
 only a data set missing from the cache is fetched from the hub.
+
+A learner's own file (a `dataset` that is a local path: `is_local_path`) is read, checked and split by
+`data_files` and dealt out label by label as a hub data set is; see that module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from .data_files import (DataFileError, DataWarning, LABEL_COLUMNS, TEXT_COLUMNS,  # noqa: F401 (re-exported)
+                         data_stamp, is_local_path, read_data_file)
 from .hub import HubUnavailableError, ensure_hub_reachable
 
 DATA_FILE = "customer_feedback.csv"
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
-LABEL_COLUMNS = ("label", "labels", "sentiment")
 HUB_ORDER_SEED = 0  # the one fixed order of a hub data set's rows (see interleave_by_label)
 
 
@@ -42,7 +47,9 @@ class Splits:
     validation: "datasets.Dataset"  # noqa: F821
     test: "datasets.Dataset | None"  # noqa: F821
     label_names: list[str]
-    source: str
+    source: str  # "bundled:<task>", "hub:<name>" or "file:<file name>@<data_hash>"
+    data_hash: str | None = None  # a learner's own file: the first 16 hex digits of its sha256 (see file_hash)
+    warnings: list[str] = field(default_factory=list)  # what loading found worth a look (see DataWarning)
 
 
 def bundled_data_path(name: str = DATA_FILE) -> Path:
@@ -53,11 +60,28 @@ def bundled_data_path(name: str = DATA_FILE) -> Path:
     return Path(str(resources.files("lmtune_widgets") / "bundled" / name))
 
 
+def load_splits(task: str = "sentiment", dataset: str | None = None, text_column: str | None = None,
+                label_column: str | None = None) -> Splits:
+    """The three splits of the bundled data for `task`, of a learner's own file (`dataset` a local path, see
+    `is_local_path`), or of a Hugging Face data set. Loaded once per process; a local file is read again when it
+    changed (its size or modification time is part of the cache's key)."""
+    if dataset and is_local_path(dataset):
+        return _load_splits(None, dataset, text_column, label_column, data_stamp(dataset))
+    return _load_splits(task, dataset, text_column, label_column, None)
+
+
+def splits_for(config) -> Splits:
+    """The splits a `FineTuneConfig` trains and evaluates on."""
+    return load_splits(config.task, config.dataset, config.text_column, config.label_column)
+
+
 @lru_cache(maxsize=4)
-def load_splits(task: str = "sentiment", dataset: str | None = None) -> Splits:
-    """The three splits of the bundled data for `task`, or of a Hugging Face data set."""
+def _load_splits(task: str | None, dataset: str | None, text_column: str | None, label_column: str | None,
+                 stamp: tuple | None) -> Splits:
+    if dataset and stamp is not None:
+        return load_file_splits(dataset, text_column, label_column)
     if dataset:
-        return _load_hub_splits(dataset)
+        return _load_hub_splits(dataset, text_column, label_column)
     import datasets
 
     datasets.disable_progress_bars()
@@ -69,6 +93,15 @@ def load_splits(task: str = "sentiment", dataset: str | None = None) -> Splits:
     keep = ["text", "label", "phenomenon"]  # phenomenon: what makes a message hard (for error analysis only)
     parts = {k: v.select_columns(keep) for k, v in parts.items()}
     return Splits(parts["train"], parts["validation"], parts["test"], label_names, f"bundled:{task}")
+
+
+def load_file_splits(dataset: str, text_column: str | None = None, label_column: str | None = None) -> Splits:
+    """The splits of a learner's file or saved folder (`data_files.read_data_file`: checked, split by its split
+    column or carved by class), each dealt out label by label as a hub data set's. Not cached: `load_splits` is."""
+    found = read_data_file(dataset, text_column, label_column)
+    parts = {split: part.select(interleave_by_label(part["label"])) for split, part in found.parts.items()}
+    return Splits(parts["train"], parts["validation"], parts.get("test"), found.label_names,
+                  f"file:{found.name}@{found.data_hash}", data_hash=found.data_hash, warnings=found.warnings)
 
 
 def _load_hub_dataset(name: str) -> "datasets.DatasetDict":  # noqa: F821
@@ -108,16 +141,16 @@ def _first_line(error: Exception) -> str:
     return (str(error).splitlines() or [""])[0][:200]
 
 
-def _load_hub_splits(name: str) -> Splits:
+def _load_hub_splits(name: str, text_column: str | None = None, label_column: str | None = None) -> Splits:
     import datasets
 
     raw = _load_hub_dataset(name)
     train = raw["train"]
-    text_column = next((c for c in TEXT_COLUMNS if c in train.column_names), None)
-    label_column = next((c for c in LABEL_COLUMNS if c in train.column_names), None)
-    if text_column is None or label_column is None:
-        raise ValueError(f"dataset={name!r} needs a text column (one of {TEXT_COLUMNS}) and a label column "
-                         f"(one of {LABEL_COLUMNS}); it has {train.column_names}")
+    text_column = text_column or next((c for c in TEXT_COLUMNS if c in train.column_names), None)
+    label_column = label_column or next((c for c in LABEL_COLUMNS if c in train.column_names), None)
+    if text_column not in train.column_names or label_column not in train.column_names:
+        raise ValueError(f"dataset={name!r} needs a text column (one of {TEXT_COLUMNS}, or text_column=...) and a "
+                         f"label column (one of {LABEL_COLUMNS}, or label_column=...); it has {train.column_names}")
     if "validation" in raw:
         validation = raw["validation"]
     else:  # carve a fixed validation split out of train

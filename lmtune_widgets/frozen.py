@@ -116,9 +116,16 @@ _PREFIX_LOCK = threading.Lock()
 
 
 def prefix_key(config: FineTuneConfig, device: torch.device) -> tuple:
-    return (config.model_name, config.from_scratch, config.seed if config.from_scratch else None,
-            config.freeze_layers, config.task, config.dataset, config.max_length, config.max_train_samples,
-            config.max_eval_samples, str(device))
+    key = (config.model_name, config.from_scratch, config.seed if config.from_scratch else None,
+           config.freeze_layers, config.task, config.dataset, config.max_length, config.max_train_samples,
+           config.max_eval_samples, str(device))
+    from .data_files import data_stamp, is_local_path
+
+    if config.dataset is not None and is_local_path(config.dataset):  # a learner's file: edited, it is other data
+        key += (data_stamp(config.dataset),)
+    if config.text_column is not None or config.label_column is not None:  # other columns, other data
+        key += (config.text_column, config.label_column)
+    return key
 
 
 def _cached_prefix(key: tuple):

@@ -344,9 +344,9 @@ def check_claims(lesson: str) -> None:
 # ------------------------------------------------------------------------------------------------ errors by kind
 def show_errors(run: Run, count: int = 8) -> list[dict[str, Any]]:
     """The validation messages the run's kept model gets wrong (the first `count`), with their kind."""
-    from .data import load_splits
+    from .data import splits_for
 
-    validation = load_splits(run.config.task, run.config.dataset).validation
+    validation = splits_for(run.config).validation
     texts, labels = list(validation["text"]), list(validation["label"])
     kinds = list(validation["phenomenon"]) if "phenomenon" in validation.column_names else [""] * len(texts)
     predicted = run.predict(texts)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 
 from .config import FineTuneConfig
-from .data import load_splits
+from .data import splits_for
 from .figure_style import default_style
 from .planning import schedule_steps
 from .training import Callback, StopTraining, fine_tune
@@ -59,7 +59,7 @@ def lr_find(config: FineTuneConfig | None = None, start_lr: float = 1e-6, end_lr
     config = config or FineTuneConfig()
     if not 0 < start_lr < end_lr:
         raise ValueError(f"start_lr={start_lr!r} and end_lr={end_lr!r} are not valid: need 0 < start_lr < end_lr")
-    num_train = min(config.max_train_samples, len(load_splits(config.task, config.dataset).train))
+    num_train = min(config.max_train_samples, len(splits_for(config).train))
     steps_per_epoch, _, _ = schedule_steps(config, num_train)
     num_steps = num_steps or steps_per_epoch
     # learning_rate x lr_lambda(step) goes from start_lr to end_lr in num_steps steps

@@ -32,11 +32,13 @@ import functools
 import html
 import math
 import traceback
+import warnings
 from typing import Any, Iterable
 
 import ipywidgets as widgets
 
 from .config import PRESETS, SCHEDULES, TASKS, FineTuneConfig, describe
+from .data_files import FILE_SUFFIXES
 from .panel_figures import CurvesFigure, ScheduleFigure
 from .panel_plan import PanelState, Plan, judge, same_settings
 from .panel_runner import PanelController, StudyFiler
@@ -82,6 +84,36 @@ LLM_ONLY = {"lora_r": "LoRA adapters are for the decoder LLM (preset llm_lora); 
             "lora_target_modules": "LoRA adapters are for the decoder LLM (preset llm_lora).",
             "use_rslora": "LoRA adapters are for the decoder LLM (preset llm_lora)."}
 ENCODER_ONLY = {"pooling": "A decoder LLM answers in words: it has no classification head to read tokens."}
+DATA_FIELDS = ("dataset", "text_column", "label_column")  # the data: set with the data box, not a control
+_SUMMARIES: dict[tuple, Any] = {}  # (data source, model, max_length) -> its DataSummary: tokenizing every text once
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each file in a `FileUpload`'s value: ipywidgets 8 gives a tuple of dicts with 'name' and
+    'content' (a memoryview); ipywidgets 7 (Colab's) a dict of name -> {'content': bytes, 'metadata': ...}."""
+    if isinstance(value, dict):
+        return [(name, bytes(item["content"])) for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value or ()]
+
+
+def data_summary(config: FineTuneConfig):
+    """The `data_files.DataSummary` of the data a config trains on, lengths in its model's tokens (raises what
+    loading raises: DataFileError for a bad file). Its warnings are in the summary, not raised again."""
+    from .data import DataWarning, splits_for
+    from .data_files import summarize
+    from .models import load_tokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # the panel shows them in the summary
+        splits = splits_for(config)
+        key = (splits.source, config.model_name, config.max_length)
+        if key not in _SUMMARIES:
+            try:
+                tokenizer = load_tokenizer(config.model_name)
+            except Exception:  # a model out of reach: the summary in words
+                tokenizer = None
+            _SUMMARIES[key] = summarize(splits, tokenizer, config.max_length)
+    return _SUMMARIES[key]
 
 
 def slider_rate(value: float) -> float:
@@ -201,11 +233,31 @@ class TuningPanel:
         self.paste_text = widgets.Text(description="paste", placeholder='e.g. {"learning_rate":0.001}', style=STYLE,
                                        layout=widgets.Layout(width="520px"))
         self.apply_button = widgets.Button(description="Apply", tooltip="Set the controls from pasted settings.")
+        # the data: the bundled messages or a file of the learner's (a path, or uploaded), summed up before any run
+        fixed = self.vary is not None  # a lesson that fixes the knobs fixes its data too
+        self.data_path_text = widgets.Text(value=base.dataset or "", description="data file", disabled=fixed,
+                                           placeholder="empty: the bundled messages; or a path such as my.csv",
+                                           style=STYLE, layout=widgets.Layout(width="520px"))
+        set_tooltip(self.data_path_text, describe("dataset"))
+        self.text_column_text = widgets.Text(value=base.text_column or "", description="text column",
+                                             placeholder="found by name", style=STYLE, layout=LAYOUT, disabled=fixed)
+        set_tooltip(self.text_column_text, describe("text_column"))
+        self.label_column_text = widgets.Text(value=base.label_column or "", description="label column",
+                                              placeholder="found by name", style=STYLE, layout=LAYOUT, disabled=fixed)
+        set_tooltip(self.label_column_text, describe("label_column"))
+        self.data_upload = widgets.FileUpload(accept=",".join(FILE_SUFFIXES), multiple=False, description="Upload",
+                                              disabled=fixed)
+        self.data_button = widgets.Button(description="Use data", icon="table", disabled=fixed,
+                                          tooltip="Train on this file from now on (empty: the bundled messages).")
+        self.data_html = widgets.HTML()  # the data's summary, or why the file cannot be used
 
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.compare_button.on_click(lambda _: self.compare())
         self.apply_button.on_click(lambda _: self.apply_share_string(self.paste_text.value))
+        self.data_button.on_click(lambda _: self.use_data(self.data_path_text.value, self.text_column_text.value,
+                                                          self.label_column_text.value))
+        self.data_upload.observe(self._on_upload, names="value")
         self.preset_dropdown.observe(self._on_preset, names="value")
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
@@ -214,6 +266,10 @@ class TuningPanel:
         with self.controller.lock:
             self._curves.show_empty(EMPTY_TITLE)
             self._empty_png = self._curves.png()  # drawn once: shown whenever there is nothing to show
+            try:
+                self.data_html.value = data_summary(base).html()
+            except Exception as error:  # a hub data set out of reach: the panel still opens, and says so
+                self.data_html.value = _error_html(f"No summary of the data: {error}")
             self._replan(redraw=True)
 
     @property
@@ -299,6 +355,9 @@ class TuningPanel:
         self._setting = True
         try:
             fixed = {k: v for k, v in config.to_dict().items() if k not in self.controls}
+            data = {k: fixed.pop(k) for k in DATA_FIELDS}
+            if data != {k: getattr(self.state.base, k) for k in DATA_FIELDS}:  # a share string's own data
+                self._switch_data(data)
             if fixed["model_name"] != self.state.base.model_name:  # another model: other layers, other controls
                 self.state.base = self.state.base.replace(**fixed)
                 self._enable_for_model(self.controls)
@@ -317,13 +376,69 @@ class TuningPanel:
             self._setting = False
         self._on_change({"name": "value"})
 
+    # ------------------------------------------------------------------ the data
+    @_locked
+    def use_data(self, dataset: str | None = None, text_column: str | None = None,
+                 label_column: str | None = None) -> bool:
+        """Train on `dataset` from now on: a file of your own (.csv, .jsonl, .json, .parquet, a saved folder), a hub
+        data set, or None / "" for the bundled messages; its summary shows before any run. Returns False, with the
+        reason in place of the summary, if the data cannot be used (the data before stays)."""
+        if self.running:
+            return False
+        changes = {"dataset": dataset, "text_column": text_column, "label_column": label_column}
+        changes = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in changes.items()}
+        self._setting = True
+        try:
+            self._switch_data(changes)
+        except Exception as error:  # a bad file (DataFileError), a bad column name, a hub set out of reach
+            self.data_html.value = _error_html(str(error))
+            return False
+        finally:
+            self._setting = False
+        self._on_change({"name": "value"})
+        return True
+
+    def _on_upload(self, change) -> None:
+        """An uploaded file goes to the kit's own folder (`data_files.store_upload`) and is used from there."""
+        from .data_files import store_upload
+
+        files = uploaded_files(change["new"])
+        if not files:
+            return
+        try:
+            path = store_upload(*files[-1])
+        except Exception as error:
+            with self.controller.lock:
+                self.data_html.value = _error_html(str(error))
+            return
+        self.use_data(str(path), self.text_column_text.value, self.label_column_text.value)
+
+    def _switch_data(self, changes: dict[str, Any]) -> None:
+        """Make `changes` (DATA_FIELDS) the base's data once it loads (raises if it does not), show its summary,
+        and fit the controls to it: the task control is off for data with its own labels, the training samples
+        slider ends at its train split's size."""
+        base = self.state.base.replace(**changes)
+        summary = data_summary(base)
+        self.state.base = base
+        self.data_path_text.value = base.dataset or ""
+        self.text_column_text.value = base.text_column or ""
+        self.label_column_text.value = base.label_column or ""
+        self.data_html.value = summary.html()
+        self._enable_for_model(self.controls)
+        num_train = self.state.sizes()[0]
+        slider = self.controls["max_train_samples"]
+        if num_train < slider.min:
+            slider.min = min(16, num_train)
+        slider.max = num_train  # a value beyond it comes down to it
+        slider.min = min(16, num_train)
+
     # ------------------------------------------------------------------ observers: light work only
     @_locked
     def _on_preset(self, change) -> None:
         """A preset sets every control; one that names a model (llm_lora) switches to it, and the others go back
         to the encoder the panel was made with (MiniLM unless another was given)."""
         if change["new"] in PRESETS:
-            keep = {k: v for k, v in self.state.base.to_dict().items() if k in ("dataset", "device")}
+            keep = {k: v for k, v in self.state.base.to_dict().items() if k in (*DATA_FIELDS, "device")}
             if "model_name" not in PRESETS[change["new"]]:
                 keep["model_name"] = self._encoder
             self.set_config(FineTuneConfig.from_preset(change["new"], **keep))
@@ -481,6 +596,7 @@ class TuningPanel:
         self.stop_button.disabled = not running
         self.preset_dropdown.disabled = running or self.vary is not None
         self.apply_button.disabled = running
+        self.data_button.disabled = self.data_upload.disabled = running or self.vary is not None
 
     def _recorded_for(self, run: Run) -> list[Run]:
         """The recorded runs drawn now, if they have the live run's settings (the seed aside)."""
@@ -532,8 +648,8 @@ class TuningPanel:
         try:
             config = FineTuneConfig.from_share_string(text)
             self.set_config(config)
-        except ValueError as error:
-            self.check_html.value = f"<div style='color:#b00020'>&#9888; {html.escape(str(error))}</div>"
+        except (ValueError, RuntimeError, OSError) as error:  # a bad string; its data file bad or out of reach
+            self.check_html.value = _error_html(str(error))
 
     # ------------------------------------------------------------------ layout and display
     def _layout(self) -> widgets.Widget:
@@ -552,7 +668,12 @@ class TuningPanel:
         share = widgets.VBox([widgets.HTML("<b>Share settings</b>: copy the first line; paste one below and "
                                            "press Apply."), self.share_text,
                               widgets.HBox([self.paste_text, self.apply_button])])
-        return widgets.VBox([title, top, live, history, share])
+        data = widgets.VBox([widgets.HTML("<b>Data</b>: the bundled messages, or a file of your own (a path, or "
+                                          "upload one), then press Use data."),
+                             widgets.HBox([self.data_path_text, self.data_upload]),
+                             widgets.HBox([self.text_column_text, self.label_column_text, self.data_button]),
+                             self.data_html])
+        return widgets.VBox([title, data, top, live, history, share])
 
     def _ipython_display_(self):
         """Show the panel as the last line of a cell. IPython's display of the widget itself works on ipywidgets 8
@@ -575,6 +696,10 @@ def _study_line(filer: StudyFiler | None) -> str:
     study = html.escape(repr(filer.study_name), quote=False)
     return (f"<div><b>Class study:</b> every run that ends is filed in study {study} at "
             f"{html.escape(where, quote=False)} as {html.escape(filer.learner, quote=False)}.</div>")
+
+
+def _error_html(text: str) -> str:
+    return f"<div style='color:#b00020'>&#9888; {html.escape(text)}</div>"
 
 
 def _percent(share: float) -> str:

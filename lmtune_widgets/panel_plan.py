@@ -60,7 +60,7 @@ class PanelState:
         self.base = base  # settings the controls start from (and reset to)
         self.runs: list[Run] = []
         self.seconds_per_unit: float | None = None
-        self._data_sizes: dict[str, tuple[int, int, int]] = {}
+        self._data_sizes: dict[tuple, tuple[int, int, int]] = {}
         self._book = None
 
     def num_layers(self) -> int:
@@ -70,11 +70,14 @@ class PanelState:
 
     def sizes(self, task: str | None = None) -> tuple[int, int, int]:
         """(training examples, validation examples, labels) of the task's data."""
-        from .data import load_splits
+        from .data import data_stamp, is_local_path, splits_for
 
-        key = task or self.base.task
+        config = self.base.replace(task=task or self.base.task)
+        dataset = config.dataset
+        key = (config.task, dataset, config.text_column, config.label_column,
+               data_stamp(dataset) if dataset and is_local_path(dataset) else None)  # an edited file: its new sizes
         if key not in self._data_sizes:
-            splits = load_splits(key, self.base.dataset)
+            splits = splits_for(config)
             self._data_sizes[key] = (len(splits.train), len(splits.validation), len(splits.label_names))
         return self._data_sizes[key]
 

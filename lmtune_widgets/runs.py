@@ -83,9 +83,9 @@ class Run:
 
     def accuracy(self, split: str = "test", limit: int | None = None) -> float:
         """The trained model's accuracy on a split of its data: "test" is the one no choice was made on."""
-        from .data import load_splits
+        from .data import splits_for
 
-        splits = load_splits(self.config.task, self.config.dataset)
+        splits = splits_for(self.config)
         parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
         if split not in parts:
             raise ValueError(f"split={split!r} is not valid: choose one of {', '.join(parts)}")

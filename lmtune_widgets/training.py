@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -34,7 +35,7 @@ from torch import nn
 
 from .batching import training_batches
 from .config import FineTuneConfig
-from .data import load_splits
+from .data import splits_for
 from .devices import autocast_for, machine_facts, pick_device, pick_precision
 from .frozen import FrozenPrefix, frozen_features, prefix_key
 from .measures import errors_by_phenomenon
@@ -201,7 +202,7 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
     is the config's objective (objectives.py)."""
     objective = objective_for(config)
     device = pick_device(config.device)
-    splits = load_splits(config.task, config.dataset)
+    splits = splits_for(config)
     t_load = time.perf_counter()
     model, tokenizer = objective.load(splits)
     load_s = time.perf_counter() - t_load
@@ -227,6 +228,8 @@ def prepare(config: FineTuneConfig, lr_lambda: Callable[[int], float] | None = N
         "eval_every": max(1, steps_per_epoch // config.evals_per_epoch),
         "chance_accuracy": torch.bincount(eval_labels, minlength=len(splits.label_names)).max().item() / num_eval,
         "data": splits.source, "load_s": load_s, **extra})
+    if splits.data_hash is not None:  # a learner's own file: which bytes this run saw (bundled runs' meta unchanged)
+        run.meta.update(data_hash=splits.data_hash, data_path=str(Path(config.dataset).expanduser().resolve()))
 
     # frozen features: computed once, and kept for the next run with the same frozen part
     prefix = FrozenPrefix(model, config.freeze_layers) if config.freeze_layers > 0 else None

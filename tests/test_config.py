@@ -49,6 +49,9 @@ BAD_VALUES = [
     ("min_lr_rate", -0.1, "min_lr_rate=-0.1 is out of range: allowed from 0 to 1"),
     ("use_rslora", 1, "use_rslora=1 is not valid: expected True or False"),
     ("lora_target_modules", ("all-linear", "q_proj"), "'all-linear' already means every linear layer"),
+    ("text_column", "", "text_column='' is not valid: expected a non-empty text"),
+    ("label_column", 3, "label_column=3 is not valid: expected a non-empty text"),
+    ("text_column", "message", "text_column='message' is not valid without a dataset"),
 ]
 
 

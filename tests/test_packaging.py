@@ -38,6 +38,7 @@ def test_wheel_carries_the_bundled_data(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         files = archive.namelist()
         assert "lmtune_widgets/bundled/customer_feedback.csv" in files
+        assert "lmtune_widgets/bundled/support_tickets_example.csv" in files  # lesson 12's own-file example
         assert "lmtune_widgets/search/__main__.py" in files  # a subpackage ships only if pyproject lists it
         data = archive.read("lmtune_widgets/bundled/customer_feedback.csv")
     assert data == (ROOT / "data" / "customer_feedback.csv").read_bytes()

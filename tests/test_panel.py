@@ -243,3 +243,61 @@ def test_compared_runs_are_judged_by_the_rule_in_its_three_words():
     assert "too few seeds to judge" in judge(seeds([0.9, 0.8]) + seeds([0.7, 0.6], dropout=0.5))
     assert judge(seeds([0.9, 0.8])).startswith("one setting")
     assert judge(seeds([0.9]) + seeds([0.8], dropout=0.5) + seeds([0.7], dropout=0.3)).startswith("3 settings")
+
+
+# ------------------------------------------------------------------------------------------------ your own data
+def _example_copy(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    return Path(shutil.copy(Path(__file__).resolve().parent.parent / "data" / "support_tickets_example.csv",
+                            tmp_path / "tickets.csv"))
+
+
+def test_a_data_file_is_summed_up_before_any_run_and_kept_by_presets_and_share_strings(panel, tmp_path):
+    path = _example_copy(tmp_path)
+    assert "negative" in panel.data_html.value and "train" in panel.data_html.value  # the bundled data, summed up
+    panel.data_path_text.value = str(path)
+    panel.data_button.click()
+    assert "tickets.csv: no text column found among its columns" in panel.data_html.value
+    assert panel.config.dataset is None  # a file that cannot be used changes nothing
+    panel.text_column_text.value, panel.label_column_text.value = "ticket", "queue"
+    panel.data_button.click()
+    assert panel.config.dataset == str(path) and panel.config.text_column == "ticket"
+    shown = panel.data_html.value
+    assert "file:tickets.csv@" in shown and all(word in shown for word in ("account", "billing", "shipping", "126"))
+    assert "median length: 13 words" in shown and "longer than max_length=" in shown and not panel.runs
+    assert panel.controls["task"].disabled and panel.controls["max_train_samples"].max == 126
+    assert '"dataset":' in panel.share_text.value and '"text_column":"ticket"' in panel.share_text.value
+    panel.preset_dropdown.value = "overfit"  # a preset keeps the data
+    assert panel.config.dataset == str(path) and panel.config.label_column == "queue"
+    other = TuningPanel(**SMALL)
+    other.paste_text.value = panel.share_text.value
+    other.apply_button.click()
+    assert other.config == panel.config and "account" in other.data_html.value
+    assert other.use_data("") and other.config.dataset is None and not other.controls["task"].disabled
+
+
+def test_an_upload_is_kept_in_the_kits_folder_on_ipywidgets_7_and_8(panel, tmp_path, monkeypatch):
+    import datetime
+    import hashlib
+
+    from lmtune_widgets import data_files
+    from lmtune_widgets.panel import uploaded_files
+
+    monkeypatch.setattr(data_files, "UPLOAD_DIR", tmp_path / "uploads")
+    content = _example_copy(tmp_path).read_bytes()
+    version_8 = ({"name": "my tickets.csv", "type": "text/csv", "size": len(content), "content": memoryview(content),
+                  "last_modified": datetime.datetime(2026, 1, 5, tzinfo=datetime.timezone.utc)},)
+    version_7 = {"my tickets.csv": {"content": content, "metadata": {"name": "my tickets.csv", "size": len(content)}}}
+    assert uploaded_files(version_8) == uploaded_files(version_7) == [("my tickets.csv", content)]
+    panel.text_column_text.value, panel.label_column_text.value = "ticket", "queue"
+    if widgets.__version__.startswith("7"):
+        panel._on_upload({"new": version_7})
+    else:
+        panel.data_upload.value = version_8  # what the browser sends
+    stored = tmp_path / "uploads" / hashlib.sha256(content).hexdigest()[:16] / "my tickets.csv"
+    assert stored.read_bytes() == content and panel.config.dataset == str(stored)
+    assert "file:my tickets.csv@" in panel.data_html.value
+    panel._on_upload({"new": {"sheet.xlsx": {"content": b"PK\x03\x04", "metadata": {}}}})
+    assert "sheet.xlsx: unknown kind of file" in panel.data_html.value and panel.config.dataset == str(stored)
