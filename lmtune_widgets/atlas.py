@@ -346,6 +346,16 @@ class Book:
     def configs(self) -> list[FineTuneConfig]:
         return [FineTuneConfig.from_dict(r["config"]) for records in self._by_key.values() for r in records]
 
+    def datasets(self) -> set[str | None]:
+        """The data its runs were recorded on (`FineTuneConfig.dataset`; None: the bundled messages)."""
+        return {r["config"].get("dataset") for records in self._by_key.values() for r in records}
+
+    def on_data(self, dataset: str | None) -> "Book":
+        """The runs recorded on `dataset`, as if on the bundled data (`dataset` left out of their configs): so that
+        what is looked up at the defaults' data (the lessons' claims) finds an atlas of other data."""
+        return Book({**r, "config": {k: v for k, v in r["config"].items() if k != "dataset"}}
+                    for records in self._by_key.values() for r in records if r["config"].get("dataset") == dataset)
+
     def runs(self, config: FineTuneConfig) -> list[Run]:
         """The recorded runs of `config`, one per seed (ordered by seed); [] when it was not recorded."""
         key = config_key(config)
@@ -397,11 +407,13 @@ def _fmt(value: Any) -> str:
 _BOOKS: dict[tuple, Book] = {}
 
 
-def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
-    """The recorded runs made on `device` ("cpu" or "cuda"), read once per process."""
+def load(device: str = "cpu", folder: str | os.PathLike | None = None, reload: bool = False) -> Book:
+    """The recorded runs made on `device` ("cpu" or "cuda"), read once per process (again with `reload`): the
+    bundled atlas, or the one in `folder` (any folder of `{device}-*.jsonl` files, as `record(folder=...)` writes
+    them; empty if there are none)."""
     folder = Path(folder) if folder is not None else atlas_dir()
     key = (device, str(folder))
-    if key not in _BOOKS:
+    if key not in _BOOKS or reload:
         files = sorted(folder.glob(f"{device}-*.jsonl")) if folder.exists() else []
         _BOOKS[key] = Book(r for path in files for r in _read(path))
     return _BOOKS[key]
@@ -631,6 +643,9 @@ def _record_on_ray(shard, threads, folder, sections, limit, quiet, address, data
     try:
         # GPU records are kept apart from CPU ones: the cluster's GPUs decide what its runs are
         device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if threads > largest:  # a task no node can take would wait for ever
+            raise ValueError(f"threads={threads}: no Ray node has that many CPUs (the largest has {largest:g})")
         writer = RecordWriter(folder, device, shard, sections, backend="ray")
         todo = writer.todo(shard, sections, limit, dataset)
         costs = [cost(c) for _, c in todo]

@@ -114,7 +114,8 @@ def test_ray_records_are_the_local_records_number_for_number(recordings):
         differing = {f"{part}.{name}" for part in a if isinstance(a[part], dict)
                      for name in {*a[part], *b[part]} if a[part].get(name) != b[part].get(name)}
         assert a == b, (a["config"], differing or [part for part in a if a[part] != b[part]])
-    assert all(name in r["meta"] for r in records(recordings["on_ray"]) for name in ASIDE["meta"])  # set aside, not absent
+    # set aside, not absent
+    assert all(name in r["meta"] for r in records(recordings["on_ray"]) for name in ASIDE["meta"])
 
 
 def test_the_writer_appends_a_run_once(tmp_path):
