@@ -71,12 +71,18 @@ def recordings(tmp_path_factory):
             ray_seconds = time.perf_counter() - start
             killer.stop.set()
             again = atlas.record(folder=on_ray, backend="ray", threads=1, quiet=True)
+            try:  # a task that no node could take would wait for ever: refused at once
+                atlas.record(folder=on_ray, backend="ray", threads=3, quiet=True)
+                too_many = None
+            except ValueError as error:
+                too_many = str(error)
         finally:
             killer.stop.set()
             ray.shutdown()
     torch.set_num_threads(threads)
     print(f"Ray recording: {ray_count} runs in {ray_seconds:.1f} s; killed worker {killer.killed}")
-    return dict(local=local, on_ray=on_ray, counts=(local_count, ray_count, again), killed=killer.killed)
+    return dict(local=local, on_ray=on_ray, counts=(local_count, ray_count, again), killed=killer.killed,
+                too_many=too_many)
 
 
 def records(folder) -> list[dict]:
@@ -102,6 +108,7 @@ def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_written_twice
 
 def test_running_again_on_ray_records_nothing(recordings):
     assert recordings["counts"][2] == 0
+    assert recordings["too_many"] == "threads=3: no Ray node has that many CPUs (the largest has 2)"
     assert len(atlas.load(folder=recordings["on_ray"])) == len(PLANNED)
 
 
