@@ -11,9 +11,10 @@
     grid.cells[0][1e-4], grid.missing, grid.best()      # the seeds of a combination, what is absent, each line's best
 
 Every run of this kit is deterministic on a CPU: the same config, seed, torch version, processor and thread count
-give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable),
-shipped as plain JSON lines in `data/atlas/`, drawn instantly by the panel and the lessons, and proven real by
-re-running any of them (`python -m lmtune_widgets verify --sample 2`).
+give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable; or
+one Ray task per run, `record(backend="ray")`), shipped as plain JSON lines in `data/atlas/`, drawn instantly by
+the panel and the lessons, and proven real by re-running any of them (`python -m lmtune_widgets verify --sample 2`).
+An atlas of other data goes to a folder of its own (`record(folder=..., dataset=...)`, `load(folder=...)`).
 
 Matching a control to a recorded config tolerates float rounding: the learning rate is matched on the
 learning-rate slider's positions (tenths of a decade: 10^-3.3 is 5e-4), other numbers to 4 significant digits.
