@@ -113,6 +113,16 @@ def bench_search(r: dict) -> str:
     return table(["workers x threads", "wall time", f"speed-up over {first}", "median trial"], rows)
 
 
+def bench_ray_record(r: dict) -> str:
+    rows, first = [], r["settings"]["workers"][0]
+    for workers, m in r["medians"].items():
+        rows.append([workers, f"{m['wall_s']:.1f} s{each(r.get('rounds', {}).get(workers))}",
+                     f"{r['ratios'][f'speedup_{workers}']:.2f}x", f"{m['run_s']:.1f} s"])
+    same = "yes" if r["identical_records"] else "**no**"
+    return table(["Ray workers (1 CPU, 1 thread each)", "wall time", f"speed-up over {first}", "median run"], rows) + \
+        f"\nThe records of every setup are the same numbers (timings aside): {same}.\n"
+
+
 def bench_llm(r: dict) -> str:
     rows = []
     for row in r["rounds"]:
@@ -181,7 +191,7 @@ def gpu_check(r: dict) -> str:
                   "recorded CPU band", "float16 steps skipped", "peak GPU memory", "estimate (one step)"], rows) + note
 
 
-RENDER = {f.__name__: f for f in (bench_matmul, bench_speed, bench_process, bench_search, bench_llm,
+RENDER = {f.__name__: f for f in (bench_matmul, bench_speed, bench_process, bench_search, bench_ray_record, bench_llm,
                                    bench_llm_memory, bench_panel, gpu_check)}
 
 

@@ -11,9 +11,10 @@
     grid.cells[0][1e-4], grid.missing, grid.best()      # the seeds of a combination, what is absent, each line's best
 
 Every run of this kit is deterministic on a CPU: the same config, seed, torch version, processor and thread count
-give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable),
-shipped as plain JSON lines in `data/atlas/`, drawn instantly by the panel and the lessons, and proven real by
-re-running any of them (`python -m lmtune_widgets verify --sample 2`).
+give the same curves to the last digit. So runs can be recorded once (`make atlas`, resumable and shardable; or
+one Ray task per run, `record(backend="ray")`), shipped as plain JSON lines in `data/atlas/`, drawn instantly by
+the panel and the lessons, and proven real by re-running any of them (`python -m lmtune_widgets verify --sample 2`).
+An atlas of other data goes to a folder of its own (`record(folder=..., dataset=...)`, `load(folder=...)`).
 
 Matching a control to a recorded config tolerates float rounding: the learning rate is matched on the
 learning-rate slider's positions (tenths of a decade: 10^-3.3 is 5e-4), other numbers to 4 significant digits.
@@ -156,8 +157,11 @@ FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs
 
 
 # ------------------------------------------------------------------------------------------------ the grid
-def grid() -> list[tuple[str, FineTuneConfig]]:
-    """Every (section, config) to record, seed included, most useful first; duplicates appear once."""
+def grid(dataset: str | None = None) -> list[tuple[str, FineTuneConfig]]:
+    """Every (section, config) to record, seed included, most useful first; duplicates appear once. With `dataset`
+    (a data file or a Hugging Face data set, as `FineTuneConfig.dataset`): the same runs on that data (`for_data`)."""
+    if dataset is not None:
+        return for_data(grid(), dataset)
     from itertools import product
 
     from .config import PRESETS, TASKS
@@ -199,6 +203,13 @@ def grid() -> list[tuple[str, FineTuneConfig]]:
             seen.add(config)
             out.append((section, config))
     return out
+
+
+def for_data(planned: Iterable[tuple[str, FineTuneConfig]], dataset: str) -> list[tuple[str, FineTuneConfig]]:
+    """The planned runs on other data: `dataset=` replaced in every config. `task` picks a column of the bundled
+    data only, so on other data the runs of another task than the defaults' are the same runs: they are left out."""
+    default_task = FineTuneConfig().task
+    return [(section, config.replace(dataset=dataset)) for section, config in planned if config.task == default_task]
 
 
 def llm_grid() -> list[tuple[str, dict]]:
@@ -336,6 +347,16 @@ class Book:
     def configs(self) -> list[FineTuneConfig]:
         return [FineTuneConfig.from_dict(r["config"]) for records in self._by_key.values() for r in records]
 
+    def datasets(self) -> set[str | None]:
+        """The data its runs were recorded on (`FineTuneConfig.dataset`; None: the bundled messages)."""
+        return {r["config"].get("dataset") for records in self._by_key.values() for r in records}
+
+    def on_data(self, dataset: str | None) -> "Book":
+        """The runs recorded on `dataset`, as if on the bundled data (`dataset` left out of their configs): so that
+        what is looked up at the defaults' data (the lessons' claims) finds an atlas of other data."""
+        return Book({**r, "config": {k: v for k, v in r["config"].items() if k != "dataset"}}
+                    for records in self._by_key.values() for r in records if r["config"].get("dataset") == dataset)
+
     def runs(self, config: FineTuneConfig) -> list[Run]:
         """The recorded runs of `config`, one per seed (ordered by seed); [] when it was not recorded."""
         key = config_key(config)
@@ -387,11 +408,13 @@ def _fmt(value: Any) -> str:
 _BOOKS: dict[tuple, Book] = {}
 
 
-def load(device: str = "cpu", folder: str | os.PathLike | None = None) -> Book:
-    """The recorded runs made on `device` ("cpu" or "cuda"), read once per process."""
+def load(device: str = "cpu", folder: str | os.PathLike | None = None, reload: bool = False) -> Book:
+    """The recorded runs made on `device` ("cpu" or "cuda"), read once per process (again with `reload`): the
+    bundled atlas, or the one in `folder` (any folder of `{device}-*.jsonl` files, as `record(folder=...)` writes
+    them; empty if there are none)."""
     folder = Path(folder) if folder is not None else atlas_dir()
     key = (device, str(folder))
-    if key not in _BOOKS:
+    if key not in _BOOKS or reload:
         files = sorted(folder.glob(f"{device}-*.jsonl")) if folder.exists() else []
         _BOOKS[key] = Book(r for path in files for r in _read(path))
     return _BOOKS[key]
@@ -486,54 +509,169 @@ def device_note(device: str = "auto", capability: tuple[int, int] | None = None)
 
 
 # ------------------------------------------------------------------------------------------------ recording
+RAY_RETRIES = 3  # a Ray task whose worker dies (killed, out of memory, its node lost) is run again, this many times
+
+
 def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.PathLike | None = None,
-           sections: Iterable[str] | None = None, limit: int | None = None, quiet: bool = False) -> int:
+           sections: Iterable[str] | None = None, limit: int | None = None, quiet: bool = False,
+           backend: str = "local", address: str | None = None, dataset: str | None = None) -> int:
     """Record the grid's runs that are not recorded yet (resumable). `shard=(i, n)` takes every n-th of them,
     so n processes or machines share the work. Each run is appended to its own shard's file as soon as it
-    ends; a killed recorder loses at most the run it was on. Returns how many runs it recorded."""
+    ends; a killed recorder loses at most the run it was on. Returns how many runs it recorded.
+
+    backend="ray": one Ray task per run (`threads` CPUs each, or one GPU where the cluster has GPUs), on a local
+    Ray (address=None, all this machine's cores) or a cluster (address="auto", "ray://HOST:10001"); this process
+    writes each run as it arrives, to `{device}-ray-shard{i}of{n}...jsonl`. A task whose worker dies is retried
+    (`RAY_RETRIES`); a killed driver loses only the runs in flight. dataset: record the grid on that data
+    (`grid(dataset)`), into `folder`."""
     import torch
-    from tqdm.auto import tqdm
 
-    from .training import fine_tune
-
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend={backend!r} is not valid; choose 'local' or 'ray'")
     index, count = shard
     sections = tuple(sections) if sections is not None else None
     if not 1 <= index <= count:
         raise ValueError(f"shard={index}/{count} is not valid: expected i/n with 1 <= i <= n")
+    folder = Path(folder) if folder is not None else atlas_dir()
+    if backend == "ray":
+        return _record_on_ray(shard, threads, folder, sections, limit, quiet, address, dataset)
     torch.set_num_threads(threads)  # part of what a recorded run is: kept fixed, and written in its meta
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    folder = Path(folder) if folder is not None else atlas_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    done = Book(r for path in folder.glob(f"{device}-*.jsonl") for r in _read(path))
-    wanted = [(s, c) for s, c in grid() if sections is None or any(s.startswith(x) for x in sections)]
-    todo = [(s, c) for i, (s, c) in enumerate(wanted) if i % count == index - 1 and c not in done][:limit]
-    # runs that share frozen features follow each other, so the features are computed once per group
-    from .frozen import prefix_key
-
-    sections_order, groups = {}, {}
-    todo.sort(key=lambda sc: (sections_order.setdefault((sc[0], sc[1].task), len(sections_order)),
-                              groups.setdefault(prefix_key(sc[1], torch.device(device)), len(groups))))
+    writer = RecordWriter(folder, device, shard, sections)
+    todo = writer.todo(shard, sections, limit, dataset)
     costs = [cost(c) for _, c in todo]
-    # recorders that take different sections at once write to files of their own
-    tag = "".join(f"-{s.split(':')[0].strip().replace(' ', '_')}" for s in sections or ())
-    path = folder / f"{device}-shard{index}of{count}{tag}.jsonl"
-    bar = tqdm(total=round(sum(costs)), unit="work", disable=quiet, file=sys.stderr,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    bar = _progress_bar(costs, quiet)
     recorded = 0
     for (section, config), seconds in zip(todo, costs):
         bar.set_postfix_str(f"{section} {config.changes()}"[:80])
         try:
-            run = fine_tune(config, keep_model=False, thorough=True)
+            record_ = record_one(section, config, threads)
         except Exception as error:  # noted and skipped: a recording is never stopped by one bad run
-            print(f"\nnot recorded: {config.changes()}: {type(error).__name__}: {error}", file=sys.stderr)
+            _not_recorded(config, error)
             continue
-        with open(path, "a") as file:
-            file.write(json.dumps({**to_record(run), "section": section}, separators=(",", ":")) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        recorded += 1
+        recorded += writer.write(record_)
         bar.update(round(seconds))
     bar.close()
+    _BOOKS.clear()
+    return recorded
+
+
+def record_one(section: str, config: FineTuneConfig, threads: int) -> dict[str, Any]:
+    """Fine-tune `config` on `threads` torch threads and return its record (a line of the atlas): what every
+    recorder runs, here or in a Ray task."""
+    import torch
+
+    from .training import fine_tune
+
+    torch.set_num_threads(threads)
+    run = fine_tune(config, keep_model=False, thorough=True)
+    return {**to_record(run), "section": section}
+
+
+class RecordWriter:
+    """Where one recorder writes, and what it still has to record: the folder's recorded runs of `device` are read
+    once, the runs to record are planned from them, and each record is appended to the recorder's own file (fsynced)
+    unless its config (seed included) is already there: a run is never written twice."""
+
+    def __init__(self, folder: Path, device: str, shard: tuple[int, int], sections: tuple[str, ...] | None,
+                 backend: str = "local"):
+        self.folder, self.device = folder, device
+        folder.mkdir(parents=True, exist_ok=True)
+        self.done = Book(r for path in folder.glob(f"{device}-*.jsonl") for r in _read(path))
+        self.written: set[tuple] = set(self.done._seen)
+        # recorders that take different sections at once write to files of their own; a Ray driver's file is its
+        # own too, so it never appends to a file that a local recorder may be appending to at the same time
+        tag = "".join(f"-{s.split(':')[0].strip().replace(' ', '_')}" for s in sections or ())
+        index, count = shard
+        self.path = folder / f"{device}-{'ray-' if backend == 'ray' else ''}shard{index}of{count}{tag}.jsonl"
+
+    def todo(self, shard: tuple[int, int], sections: tuple[str, ...] | None, limit: int | None,
+             dataset: str | None = None) -> list[tuple[str, FineTuneConfig]]:
+        """The planned runs of this shard and these sections that are not recorded, in recording order: by section,
+        and runs that share frozen features after each other (computed once per group)."""
+        import torch
+
+        from .frozen import prefix_key
+
+        index, count = shard
+        planned = grid() if dataset is None else for_data(grid(), dataset)
+        wanted = [(s, c) for s, c in planned if sections is None or any(s.startswith(x) for x in sections)]
+        todo, keys = [], set()
+        for i, (section, config) in enumerate(wanted):
+            key = config_key(config, seed=True)
+            if i % count == index - 1 and config not in self.done and key not in keys:
+                keys.add(key)
+                todo.append((section, config))
+        todo = todo[:limit]
+        sections_order, groups = {}, {}
+        device = torch.device(self.device)
+        todo.sort(key=lambda sc: (sections_order.setdefault((sc[0], sc[1].task), len(sections_order)),
+                                  groups.setdefault(prefix_key(sc[1], device), len(groups))))
+        return todo
+
+    def write(self, record_: dict[str, Any]) -> bool:
+        """Append one record; False (and nothing written) when its run is in the folder already."""
+        key = config_key(FineTuneConfig.from_dict(record_["config"]), seed=True)
+        if key in self.written:
+            return False
+        with open(self.path, "a") as file:
+            file.write(json.dumps(record_, separators=(",", ":")) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        self.written.add(key)
+        return True
+
+
+def _progress_bar(costs: list[float], quiet: bool):
+    """A bar over the runs' forecast seconds (`cost`), with the time left."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=round(sum(costs)), unit="work", disable=quiet, file=sys.stderr,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+
+def _not_recorded(config: FineTuneConfig, error: BaseException) -> None:
+    print(f"\nnot recorded: {config.changes()}: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+def _record_on_ray(shard, threads, folder, sections, limit, quiet, address, dataset) -> int:
+    """`record(backend="ray")`: plan here, fine-tune in Ray tasks, write here as the runs arrive."""
+    import ray
+
+    from .search.ray_search import start_ray
+
+    started_here = start_ray(address)
+    try:
+        # GPU records are kept apart from CPU ones: the cluster's GPUs decide what its runs are
+        device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if threads > largest:  # a task no node can take would wait for ever
+            raise ValueError(f"threads={threads}: no Ray node has that many CPUs (the largest has {largest:g})")
+        writer = RecordWriter(folder, device, shard, sections, backend="ray")
+        todo = writer.todo(shard, sections, limit, dataset)
+        costs = [cost(c) for _, c in todo]
+        task = ray.remote(record_one).options(num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
+                                              max_retries=RAY_RETRIES, retry_exceptions=False)
+        pending = {task.remote(section, config, threads): (section, config, seconds)
+                   for (section, config), seconds in zip(todo, costs)}
+        bar = _progress_bar(costs, quiet)
+        recorded = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                section, config, seconds = pending.pop(ref)
+                try:
+                    record_ = ray.get(ref)
+                except Exception as error:  # the run failed, or its workers died RAY_RETRIES + 1 times
+                    _not_recorded(config, getattr(error, "cause", None) or error)
+                    continue
+                recorded += writer.write(record_)
+                bar.set_postfix_str(f"{section} {config.changes()}"[:80])
+                bar.update(round(seconds))
+        bar.close()
+    finally:
+        if started_here:
+            ray.shutdown()
     _BOOKS.clear()
     return recorded
 

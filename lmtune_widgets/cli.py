@@ -2,6 +2,9 @@
 
     python -m lmtune_widgets run --preset overfit --learning_rate 1e-4 --out run.json --plot curves.png
     python -m lmtune_widgets record --shard 1/2      # record the atlas's missing runs (resumable)
+    python -m lmtune_widgets record --backend ray --address auto     # the same, one Ray task per run on a cluster
+    python -m lmtune_widgets record --dataset reviews.csv --grid lessons --out my-atlas   # an atlas of other data
+    python -m lmtune_widgets evidence --atlas my-atlas    # every lesson claim on that atlas: held, not held, not judged
     python -m lmtune_widgets verify --sample 2       # re-run 2 recorded runs; exit 0 only if they match
     python -m lmtune_widgets lab                     # = make lab, without make (Windows): JupyterLab on notebooks/
     python -m lmtune_widgets test                    # = make test, without make: Colab's stack once, then every test
@@ -60,14 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--section", action="append", help="only sections whose name starts with this (repeatable)")
     record.add_argument("--limit", type=int, help="record at most this many runs")
     record.add_argument("--quiet", action="store_true", help="no progress bar")
+    record.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: one Ray task per run (--threads CPUs each, or a GPU)")
+    record.add_argument("--address", help="with --backend ray: a Ray cluster ('auto', 'ray://HOST:10001'); "
+                                          "default: a local Ray on this machine's cores")
+    record.add_argument("--dataset", help="record on this data instead of the bundled messages (replaces `dataset` "
+                                          "in every run)")
+    record.add_argument("--grid", choices=sorted(GRIDS), action="append",
+                        help="only these grids of the atlas (repeatable; with --section, both are recorded)")
+    record.add_argument("--out", help="the atlas folder to record into (default: the bundled data/atlas)")
     verify = commands.add_parser("verify", help="re-run recorded runs and compare every number with the record")
     verify.add_argument("--sample", type=int, default=2, help="how many recorded runs to re-run")
     verify.add_argument("--cheapest", action="store_true", help="the cheapest runs instead of random ones")
     verify.add_argument("--seed", type=int, help="seed of the random choice")
+    evidence = commands.add_parser("evidence", help="every lesson claim on an atlas: held, not held or not judged "
+                                                     "(a report: exit 0 whatever it finds)")
+    evidence.add_argument("--atlas", metavar="FOLDER", help="a folder of recorded runs (default: the bundled atlas)")
+    evidence.add_argument("--dataset", help="when the folder holds runs on several data sets: the one to judge")
+    evidence.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="its CPU or its GPU records")
     commands.add_parser("lab", help="open the lessons in JupyterLab, offline (what `make lab` does once set up)")
     commands.add_parser("test", help="run every test, offline (what `make test` does once set up); "
                                      "arguments after it go to pytest")
     return parser
+
+
+GRIDS = {"one-knob": "one knob", "lessons": "lessons"}  # --grid NAME: the grid() sections whose names start so
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -126,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             return _record(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "evidence":
+            return _evidence(args)
         overrides = {f.name: getattr(args, f.name) for f in fields(FineTuneConfig) if getattr(args, f.name) is not None}
         config = FineTuneConfig.from_preset(args.preset, **overrides)
         return _run(config, args)
@@ -150,7 +172,11 @@ def _record(args) -> int:
     from .atlas import record
 
     _quiet_libraries()
-    count = record(shard=args.shard, threads=args.threads, sections=args.section, limit=args.limit, quiet=args.quiet)
+    if args.address and args.backend != "ray":
+        raise ValueError("--address is where a Ray cluster is: add --backend ray")
+    sections = [*(args.section or ()), *(GRIDS[name] for name in args.grid or ())] or None
+    count = record(shard=args.shard, threads=args.threads, sections=sections, limit=args.limit, quiet=args.quiet,
+                   backend=args.backend, address=args.address, folder=args.out, dataset=args.dataset)
     print(f"recorded {count} runs")
     return 0
 
@@ -160,6 +186,30 @@ def _verify(args) -> int:
 
     _quiet_libraries()
     return 0 if verify(sample=args.sample, cheapest=args.cheapest, seed=args.seed) else 1
+
+
+def _evidence(args) -> int:
+    """The lessons' claims on the atlas in --atlas: a report, so 0 whatever they find; 2 for a folder that is not an
+    atlas (missing, no recorded runs, a file that is not one, runs on several data sets and no --dataset)."""
+    from . import atlas, evidence
+
+    folder = Path(args.atlas) if args.atlas else atlas.atlas_dir()
+    if not folder.is_dir():
+        raise OSError(f"{folder} is not a folder")
+    if not any(folder.glob(f"{args.device}-*.jsonl")):
+        raise ValueError(f"{folder} holds no recorded runs ({args.device}-*.jsonl)")
+    book = atlas.load(args.device, folder=folder, reload=True)  # as the folder is now
+    datasets = book.datasets()
+    if args.dataset is None and len(datasets) > 1:
+        named = ", ".join(sorted(d if d is not None else "the bundled data" for d in datasets))
+        raise ValueError(f"{folder} holds runs on several data sets ({named}): pick one with --dataset")
+    dataset = args.dataset if args.dataset is not None else next(iter(datasets))
+    if dataset not in datasets:
+        raise ValueError(f"{folder} holds no runs on {dataset}")
+    book = book if dataset is None else book.on_data(dataset)
+    print(f"{len(book)} recorded runs in {folder} ({args.device}; on {dataset or 'the bundled data'})")
+    evidence.report(book)
+    return 0
 
 
 def _run(config: FineTuneConfig, args) -> int:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import functools
 import html
 import math
+import os
 import traceback
 import warnings
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import ipywidgets as widgets
 
@@ -44,6 +45,9 @@ from .panel_plan import PanelState, Plan, judge, same_settings
 from .panel_runner import PanelController, StudyFiler
 from .plotting import plot_runs, to_png
 from .runs import Run, diagnose
+
+if TYPE_CHECKING:
+    from .atlas import Book
 
 LABELS = {  # short descriptions shown next to each control
     "learning_rate": "learning rate",
@@ -174,12 +178,15 @@ class TuningPanel:
     """An ipywidgets app over `fine_tune`: see the module docstring."""
 
     def __init__(self, vary: Iterable[str] | None = None, *, storage: str | None = None, study_name: str = "lmtune",
-                 learner: str | None = None, **config_overrides: Any):
+                 learner: str | None = None, atlas: str | os.PathLike | Book | None = None,
+                 **config_overrides: Any):
         """vary: the controls a learner may change (default: all). storage, study_name, learner: as in `search`;
         with `storage` (an Optuna RDB URL) every run that ends goes into that study as a trial: finished and
         diverged runs as COMPLETE (a diverged run scores `search.DIVERGED_VALUE`, as in a search), a stopped run
-        as PRUNED with its evaluation points; a failed run is not filed. config_overrides: FineTuneConfig fields."""
-        self.state = PanelState(FineTuneConfig(**config_overrides))
+        as PRUNED with its evaluation points; a failed run is not filed. atlas: where the recorded bands come from:
+        the bundled atlas (None), a folder of recorded runs (`record --out FOLDER`, e.g. of your own data), or an
+        `atlas.Book`. config_overrides: FineTuneConfig fields."""
+        self.state = PanelState(FineTuneConfig(**config_overrides), atlas=atlas)
         from .models import is_causal_lm
 
         base = self.state.base

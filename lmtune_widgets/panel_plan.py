@@ -56,11 +56,14 @@ class Plan:
 class PanelState:
     """The panel's state without widgets: base settings, runs, and what one run taught about this machine's speed."""
 
-    def __init__(self, base: FineTuneConfig):
+    def __init__(self, base: FineTuneConfig, atlas=None):
+        """atlas: where recorded runs are looked up: the bundled atlas (None), a folder of recorded runs
+        (`atlas.record(folder=...)`), or an `atlas.Book`."""
         self.base = base  # settings the controls start from (and reset to)
         self.runs: list[Run] = []
         self.seconds_per_unit: float | None = None
         self._data_sizes: dict[tuple, tuple[int, int, int]] = {}
+        self._atlas = atlas
         self._book = None
 
     def num_layers(self) -> int:
@@ -106,10 +109,10 @@ class PanelState:
 
     def recorded(self, config: FineTuneConfig) -> tuple[list[Run], str]:
         """The atlas's runs of these settings ([] if not recorded), and else a line on the nearest recorded ones."""
-        from .atlas import load
+        from .atlas import Book, load
 
         if self._book is None:
-            self._book = load()
+            self._book = self._atlas if isinstance(self._atlas, Book) else load(folder=self._atlas)
         match = self._book.lookup(config)
         return (match.runs, "") if match.exact else ([], str(match) if match.runs else "")
 

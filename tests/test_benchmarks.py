@@ -34,6 +34,8 @@ EXPECTED = {
                       ["warm_over_cold_process_s", "warm_over_cold_train_s"], ["cold and warm histories identical: True"]),
     "bench_search": (["1x1.wall_s", "1x1.trial_s", "2x1.wall_s", "2x1.trial_s"], ["speedup_1x1", "speedup_2x1"],
                      ["| workers | threads each |"]),
+    "bench_ray_record": (["1.wall_s", "1.run_s", "2.wall_s", "2.run_s"], ["speedup_1", "speedup_2"],
+                         ["| Ray workers |", "records of every setup the same numbers: True"]),
     "bench_llm": (["zero_shot_accuracy", "final_accuracy", "zero_shot_loss", "final_loss", "s_per_example",
                    "wall_s", "load_s", "cache_s", "train_s", "finish_s"], ["final_over_zero_shot_accuracy"],
                   ["zero-shot accuracy", "s per training example"]),
