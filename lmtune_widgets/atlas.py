@@ -156,12 +156,17 @@ FIRST_KNOBS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs
                "lr_scheduler_type", "warmup_ratio")
 
 
+DATA_FIELDS = ("dataset", "text_column", "label_column")  # which data a run saw (an atlas of other data: `for_data`)
+
+
 # ------------------------------------------------------------------------------------------------ the grid
-def grid(dataset: str | None = None) -> list[tuple[str, FineTuneConfig]]:
+def grid(dataset: str | None = None, text_column: str | None = None,
+         label_column: str | None = None) -> list[tuple[str, FineTuneConfig]]:
     """Every (section, config) to record, seed included, most useful first; duplicates appear once. With `dataset`
-    (a data file or a Hugging Face data set, as `FineTuneConfig.dataset`): the same runs on that data (`for_data`)."""
+    (a data file or a Hugging Face data set, as `FineTuneConfig.dataset`, and its columns where they are not found
+    by name): the same runs on that data (`for_data`)."""
     if dataset is not None:
-        return for_data(grid(), dataset)
+        return for_data(grid(), dataset, text_column, label_column)
     from itertools import product
 
     from .config import PRESETS, TASKS
@@ -205,11 +210,14 @@ def grid(dataset: str | None = None) -> list[tuple[str, FineTuneConfig]]:
     return out
 
 
-def for_data(planned: Iterable[tuple[str, FineTuneConfig]], dataset: str) -> list[tuple[str, FineTuneConfig]]:
-    """The planned runs on other data: `dataset=` replaced in every config. `task` picks a column of the bundled
-    data only, so on other data the runs of another task than the defaults' are the same runs: they are left out."""
+def for_data(planned: Iterable[tuple[str, FineTuneConfig]], dataset: str, text_column: str | None = None,
+             label_column: str | None = None) -> list[tuple[str, FineTuneConfig]]:
+    """The planned runs on other data: `dataset=` (and its columns) replaced in every config. `task` picks a column
+    of the bundled data only, so on other data the runs of another task than the defaults' are the same runs: they
+    are left out."""
     default_task = FineTuneConfig().task
-    return [(section, config.replace(dataset=dataset)) for section, config in planned if config.task == default_task]
+    data = {"dataset": dataset, "text_column": text_column, "label_column": label_column}
+    return [(section, config.replace(**data)) for section, config in planned if config.task == default_task]
 
 
 def llm_grid() -> list[tuple[str, dict]]:
@@ -352,9 +360,10 @@ class Book:
         return {r["config"].get("dataset") for records in self._by_key.values() for r in records}
 
     def on_data(self, dataset: str | None) -> "Book":
-        """The runs recorded on `dataset`, as if on the bundled data (`dataset` left out of their configs): so that
+        """The runs recorded on `dataset`, as if on the bundled data (`dataset` and its columns left out of their
+        configs): so that
         what is looked up at the defaults' data (the lessons' claims) finds an atlas of other data."""
-        return Book({**r, "config": {k: v for k, v in r["config"].items() if k != "dataset"}}
+        return Book({**r, "config": {k: v for k, v in r["config"].items() if k not in DATA_FIELDS}}
                     for records in self._by_key.values() for r in records if r["config"].get("dataset") == dataset)
 
     def runs(self, config: FineTuneConfig) -> list[Run]:
@@ -514,7 +523,8 @@ RAY_RETRIES = 3  # a Ray task whose worker dies (killed, out of memory, its node
 
 def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.PathLike | None = None,
            sections: Iterable[str] | None = None, limit: int | None = None, quiet: bool = False,
-           backend: str = "local", address: str | None = None, dataset: str | None = None) -> int:
+           backend: str = "local", address: str | None = None, dataset: str | None = None,
+           text_column: str | None = None, label_column: str | None = None) -> int:
     """Record the grid's runs that are not recorded yet (resumable). `shard=(i, n)` takes every n-th of them,
     so n processes or machines share the work. Each run is appended to its own shard's file as soon as it
     ends; a killed recorder loses at most the run it was on. Returns how many runs it recorded.
@@ -522,8 +532,8 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     backend="ray": one Ray task per run (`threads` CPUs each, or one GPU where the cluster has GPUs), on a local
     Ray (address=None, all this machine's cores) or a cluster (address="auto", "ray://HOST:10001"); this process
     writes each run as it arrives, to `{device}-ray-shard{i}of{n}...jsonl`. A task whose worker dies is retried
-    (`RAY_RETRIES`); a killed driver loses only the runs in flight. dataset: record the grid on that data
-    (`grid(dataset)`), into `folder`."""
+    (`RAY_RETRIES`); a killed driver loses only the runs in flight. dataset (with text_column, label_column): record the grid on
+    that data (`grid(dataset, ...)`), into `folder`."""
     import torch
 
     if backend not in ("local", "ray"):
@@ -533,12 +543,13 @@ def record(shard: tuple[int, int] = (1, 1), threads: int = 1, folder: str | os.P
     if not 1 <= index <= count:
         raise ValueError(f"shard={index}/{count} is not valid: expected i/n with 1 <= i <= n")
     folder = Path(folder) if folder is not None else atlas_dir()
+    data = (dataset, text_column, label_column)
     if backend == "ray":
-        return _record_on_ray(shard, threads, folder, sections, limit, quiet, address, dataset)
+        return _record_on_ray(shard, threads, folder, sections, limit, quiet, address, data)
     torch.set_num_threads(threads)  # part of what a recorded run is: kept fixed, and written in its meta
     device = "cuda" if torch.cuda.is_available() else "cpu"
     writer = RecordWriter(folder, device, shard, sections)
-    todo = writer.todo(shard, sections, limit, dataset)
+    todo = writer.todo(shard, sections, limit, *data)
     costs = [cost(c) for _, c in todo]
     bar = _progress_bar(costs, quiet)
     recorded = 0
@@ -586,7 +597,8 @@ class RecordWriter:
         self.path = folder / f"{device}-{'ray-' if backend == 'ray' else ''}shard{index}of{count}{tag}.jsonl"
 
     def todo(self, shard: tuple[int, int], sections: tuple[str, ...] | None, limit: int | None,
-             dataset: str | None = None) -> list[tuple[str, FineTuneConfig]]:
+             dataset: str | None = None, text_column: str | None = None,
+             label_column: str | None = None) -> list[tuple[str, FineTuneConfig]]:
         """The planned runs of this shard and these sections that are not recorded, in recording order: by section,
         and runs that share frozen features after each other (computed once per group)."""
         import torch
@@ -594,7 +606,7 @@ class RecordWriter:
         from .frozen import prefix_key
 
         index, count = shard
-        planned = grid() if dataset is None else for_data(grid(), dataset)
+        planned = grid(dataset, text_column, label_column)
         wanted = [(s, c) for s, c in planned if sections is None or any(s.startswith(x) for x in sections)]
         todo, keys = [], set()
         for i, (section, config) in enumerate(wanted):
@@ -634,7 +646,7 @@ def _not_recorded(config: FineTuneConfig, error: BaseException) -> None:
     print(f"\nnot recorded: {config.changes()}: {type(error).__name__}: {error}", file=sys.stderr)
 
 
-def _record_on_ray(shard, threads, folder, sections, limit, quiet, address, dataset) -> int:
+def _record_on_ray(shard, threads, folder, sections, limit, quiet, address, data) -> int:
     """`record(backend="ray")`: plan here, fine-tune in Ray tasks, write here as the runs arrive."""
     import ray
 
@@ -648,7 +660,7 @@ def _record_on_ray(shard, threads, folder, sections, limit, quiet, address, data
         if threads > largest:  # a task no node can take would wait for ever
             raise ValueError(f"threads={threads}: no Ray node has that many CPUs (the largest has {largest:g})")
         writer = RecordWriter(folder, device, shard, sections, backend="ray")
-        todo = writer.todo(shard, sections, limit, dataset)
+        todo = writer.todo(shard, sections, limit, *data)
         costs = [cost(c) for _, c in todo]
         task = ray.remote(record_one).options(num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
                                               max_retries=RAY_RETRIES, retry_exceptions=False)

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "default: a local Ray on this machine's cores")
     record.add_argument("--dataset", help="record on this data instead of the bundled messages (replaces `dataset` "
                                           "in every run)")
+    record.add_argument("--text-column", help="with --dataset: its column of texts, where not found by name")
+    record.add_argument("--label-column", help="with --dataset: its column of classes, where not found by name")
     record.add_argument("--grid", choices=sorted(GRIDS), action="append",
                         help="only these grids of the atlas (repeatable; with --section, both are recorded)")
     record.add_argument("--out", help="the atlas folder to record into (default: the bundled data/atlas)")
@@ -176,7 +178,8 @@ def _record(args) -> int:
         raise ValueError("--address is where a Ray cluster is: add --backend ray")
     sections = [*(args.section or ()), *(GRIDS[name] for name in args.grid or ())] or None
     count = record(shard=args.shard, threads=args.threads, sections=sections, limit=args.limit, quiet=args.quiet,
-                   backend=args.backend, address=args.address, folder=args.out, dataset=args.dataset)
+                   backend=args.backend, address=args.address, folder=args.out, dataset=args.dataset,
+                   text_column=args.text_column, label_column=args.label_column)
     print(f"recorded {count} runs")
     return 0
 

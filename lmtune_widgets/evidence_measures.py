@@ -51,13 +51,13 @@ def tuned(book, rates: Iterable[float], **changes: Any) -> tuple[float, list[Run
 
 def comparable_settings(book, reference: FineTuneConfig | None = None) -> dict[str, list[Run]]:
     """Every recorded setting (at least MIN_SEEDS seeds) on the same task and data as `reference` (the defaults):
-    {settings as text: runs}."""
+    {settings as text: runs}. Another data order alone (`data_seed`) is not a setting but the seeds' noise: left out."""
     reference = reference or FineTuneConfig()
     same = ("task", "max_train_samples", "label_noise", "max_eval_samples", "dataset", "model_name")
     found, seen = {}, set()
     for config in book.configs():
         key = config_key(config)
-        if key in seen or any(getattr(config, f) != getattr(reference, f) for f in same):
+        if key in seen or config.data_seed is not None or any(getattr(config, f) != getattr(reference, f) for f in same):
             continue
         seen.add(key)
         group = book.runs(config)
