@@ -27,15 +27,20 @@ def test_the_grid_on_other_data_is_the_same_runs_on_that_data():
     assert {c.dataset for _, c in other} == {"reviews.csv"}
     lessons = [c for s, c in other if s.startswith("lessons")]
     assert lessons and all(c.task == "sentiment" for c in lessons)
+    named = atlas.grid(dataset="tickets.csv", text_column="ticket", label_column="queue")  # columns not found by name
+    assert [c for _, c in named] == [c.replace(dataset="tickets.csv", text_column="ticket", label_column="queue")
+                                     for _, c in other]
 
 
 def test_record_takes_the_data_the_grids_and_the_folder_from_the_command_line(monkeypatch, tmp_path, capsys):
     asked = []
     monkeypatch.setattr(atlas, "record", lambda **kwargs: asked.append(kwargs) or 0)
     assert cli.main(["record", "--dataset", "reviews.csv", "--grid", "lessons", "--grid", "one-knob", "--out",
-                     str(tmp_path), "--backend", "ray", "--address", "auto", "--threads", "2", "--quiet"]) == 0
+                     str(tmp_path), "--backend", "ray", "--address", "auto", "--threads", "2", "--quiet",
+                     "--text-column", "review", "--label-column", "stars"]) == 0
     assert asked == [dict(shard=(1, 1), threads=2, sections=["lessons", "one knob"], limit=None, quiet=True,
-                          backend="ray", address="auto", folder=str(tmp_path), dataset="reviews.csv")]
+                          backend="ray", address="auto", folder=str(tmp_path), dataset="reviews.csv",
+                          text_column="review", label_column="stars")]
     assert cli.main(["record", "--address", "auto"]) == 2
     assert "--address is where a Ray cluster is: add --backend ray" in capsys.readouterr().err
     assert cli.main(["record", "--grid", "everything"]) == 2
