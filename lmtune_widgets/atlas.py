@@ -380,15 +380,17 @@ class Book:
         return seed_band(self.runs(config))
 
     def lookup(self, config: FineTuneConfig) -> Match:
-        """The runs of `config`, or of the nearest recorded config (fewest differing settings, then the
-        closest values on a log scale), saying plainly that they are not the same runs."""
+        """The runs of `config`, or of the nearest recorded config on the same data (fewest differing settings, then
+        the closest values on a log scale), saying plainly that they are not the same runs. Runs on other data are
+        never offered: their band says nothing about this data."""
         runs = self.runs(config)
         if runs:
             return Match(runs, True, runs[0].config, {})
-        if not self._by_key:
-            return Match([], False, None, {})
         asked = dict(config_key(config))
-        best = min(self._by_key, key=lambda key: _distance(asked, dict(key)))
+        same_data = [key for key in self._by_key if all(dict(key).get(f) == asked.get(f) for f in DATA_FIELDS)]
+        if not same_data:
+            return Match([], False, None, {})
+        best = min(same_data, key=lambda key: _distance(asked, dict(key)))
         nearest = FineTuneConfig.from_dict(self._by_key[best][0]["config"]).replace(seed=config.seed)
         recorded = dict(best)  # a knob left at its default is absent from a key (config.LATER_FIELDS): compare both ways
         differences = {name: (getattr(config, name), getattr(nearest, name)) for name in {**asked, **recorded}

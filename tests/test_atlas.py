@@ -139,6 +139,8 @@ def test_lookup_says_plainly_when_it_is_not_the_same_run(tiny_book):
     assert not near.exact and near.config.learning_rate == 1e-3
     assert str(near).startswith("not the same run: the nearest recorded settings have learning_rate 0.001 instead of 8e-04")
     assert book.runs(TINY.replace(learning_rate=8e-4)) == []
+    other = book.lookup(TINY.replace(dataset="tickets.csv"))  # other data: no band of this data stands in for it
+    assert not other.exact and other.runs == [] and other.config is None
 
 
 def test_a_recorder_killed_mid_line_loses_only_that_line(tiny_book, tmp_path):
