@@ -608,7 +608,7 @@ class RecordWriter:
         from .frozen import prefix_key
 
         index, count = shard
-        planned = grid(dataset, text_column, label_column)
+        planned = grid() if dataset is None else for_data(grid(), dataset, text_column, label_column)
         wanted = [(s, c) for s, c in planned if sections is None or any(s.startswith(x) for x in sections)]
         todo, keys = [], set()
         for i, (section, config) in enumerate(wanted):
