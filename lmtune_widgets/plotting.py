@@ -40,6 +40,7 @@ LOSS_TITLE_OVERLAID = "Loss (solid: validation, dashed: train)"
 
 # ------------------------------------------------------------------------------------------------ colours and names
 _COLOUR_OF: dict[tuple, str] = {}  # settings (apart from the seed) -> colour, for this kernel: one colour a setting
+_NEAR = [{"#d62728", "#e377c2"}, {"#1f77b4", "#17becf"}]  # pairs of COLOURS too alike for two lines of one picture
 _LINE_OF: dict[tuple[str, tuple], str] = {}  # (x field, settings apart from it) -> colour of a grid's line
 
 
@@ -78,7 +79,8 @@ def colours_for(configs: Iterable[FineTuneConfig], along: str | None = None) -> 
             free = [c for c in COLOURS if c not in used]
             taken = set(_COLOUR_OF.values()) | set(_LINE_OF.values())
             fresh = [c for c in free if c not in taken]
-            colour = (fresh or free or COLOURS)[0]
+            apart = [c for c in fresh if not any({c, u} in _NEAR for u in used)]  # not red beside pink
+            colour = (apart or fresh or free or COLOURS)[0]
         _COLOUR_OF.setdefault(key, colour)
         if along:
             _LINE_OF.setdefault((along, colour_key(config, along)), colour)
