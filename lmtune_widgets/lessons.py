@@ -243,8 +243,12 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
 
 def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names: dict[Any, str] | None = None,
                      title: str | None = None, curves: Iterable[Any] | None = None, measure=None,
-                     what: str = "kept accuracy", draw: bool = True, axis: str = "settings") -> dict[Any, list[Run]]:
-    """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key)."""
+                     what: str = "kept accuracy", draw: bool = True, axis: str = "settings",
+                     colours_at: dict[str, Any] | None = None) -> dict[Any, list[Run]]:
+    """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key).
+    Each band is in its setting's colour (`plotting.colours_for`), or with `colours_at` (fields to change, e.g.
+    {"learning_rate": 5e-4}) in the colour the setting has with them changed: the same comparison at another
+    learning rate keeps the colours of the lesson's pictures at the first."""
     from collections import Counter
 
     from . import atlas
@@ -264,7 +268,7 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
         curves = list(curves)
         if curves:  # each setting keeps one colour in all the lesson's pictures
             show(plot_bands([groups[k] for k in curves], [names[k] for k in curves], title=title,
-                            colours=colours_for(settings[k] for k in curves)))
+                            colours=colours_for(settings[k].replace(**(colours_at or {})) for k in curves)))
         show(plot_sweep(groups, verdicts, against, axis, names, measure, what, title))
     fmt = (lambda x: f"{x:6.1%}") if "accuracy" in what or "rate" in what else (lambda x: f"{x:5.2f}")
     for key, found in groups.items():
@@ -322,12 +326,10 @@ def recorded_grid(line_field: str, line_values: Iterable[Any], x_field: str, x_v
 def is_it_real(first: list[Run], second: list[Run], names: tuple[str, str] = ("first", "second"),
                title: str | None = None) -> str:
     """Two settings, each recorded with several seeds: their bands side by side, and the rule's verdict in words."""
-    from .plotting import colours_for, plot_bands
+    from .plotting import plot_bands
     from .runs import compare_runs
 
-    show(plot_bands([first, second], list(names), title=title,
-                    colours=colours_for(group[0].config for group in (first, second) if group) if first and second
-                    else None))
+    show(plot_bands([first, second], list(names), title=title))  # each in its setting's colour (`colours_for`)
     verdict = compare_runs(first, second)
     answer = f"{names[0]} against {names[1]}: {verdict}"
     print(answer)

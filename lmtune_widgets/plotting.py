@@ -40,24 +40,59 @@ LOSS_TITLE_OVERLAID = "Loss (solid: validation, dashed: train)"
 
 # ------------------------------------------------------------------------------------------------ colours and names
 _COLOUR_OF: dict[tuple, str] = {}  # settings (apart from the seed) -> colour, for this kernel: one colour a setting
+_NEAR = [{"#d62728", "#e377c2"}, {"#1f77b4", "#17becf"}]  # pairs of COLOURS too alike for two lines of one picture
+_LINE_OF: dict[tuple[str, tuple], str] = {}  # (x field, settings apart from it) -> colour of a grid's line
 
 
-def colours_for(configs: Iterable[FineTuneConfig]) -> list[str]:
+def _same_run(config: FineTuneConfig) -> FineTuneConfig:
+    """One spelling of settings that train identically: transformers' "constant" schedule ignores warmup, so it is
+    constant_with_warmup with warmup_ratio 0 (lesson 06's "neither" cell of the warmup x decay grid)."""
+    if config.lr_scheduler_type == "constant" or (config.lr_scheduler_type == "constant_with_warmup"
+                                                   and config.warmup_ratio == 0):
+        return config.replace(lr_scheduler_type="constant", warmup_ratio=0.0)
+    return config
+
+
+def colour_key(config: FineTuneConfig, without: str | None = None) -> tuple:
+    """What gives a setting its colour: its `config_key` (no seed), equal for two spellings of the same run;
+    `without` leaves out one field (a grid's x field: every point of one line)."""
+    key = config_key(_same_run(config))
+    return tuple(item for item in key if item[0] != without) if without else key
+
+
+def colours_for(configs: Iterable[FineTuneConfig], along: str | None = None) -> list[str]:
     """A colour for each setting, the same in every picture of a lesson: the defaults are always the first colour,
-    and any other setting keeps the colour it got when first drawn (unless a setting already in this picture has it)."""
+    and any other setting keeps the colour it got when first drawn (unless a setting already in this picture has it).
+    Every lesson picture of settings takes its colours from here. `along`: each config is a grid's line along that
+    field (`plot_grid`), so a later picture of the same settings at another value of it (one point of the line)
+    keeps the line's colour. A setting never drawn gets a colour that no other setting of the lesson has, while
+    there are colours left."""
     if not _COLOUR_OF:
-        _COLOUR_OF[config_key(FineTuneConfig())] = COLOURS[0]
+        _COLOUR_OF[colour_key(FineTuneConfig())] = COLOURS[0]
     used: list[str] = []
     for config in configs:
-        key = config_key(config)
+        key = colour_key(config)
         colour = _COLOUR_OF.get(key)
+        if colour is None:  # one point of a line drawn before
+            colour = next((c for (field, rest), c in _LINE_OF.items() if colour_key(config, field) == rest), None)
         if colour is None or colour in used:
             free = [c for c in COLOURS if c not in used]
-            fresh = [c for c in free if c not in _COLOUR_OF.values()]
-            colour = (fresh or free or COLOURS)[0]
-            _COLOUR_OF.setdefault(key, colour)
+            taken = set(_COLOUR_OF.values()) | set(_LINE_OF.values())
+            fresh = [c for c in free if c not in taken]
+            apart = [c for c in fresh if not any({c, u} in _NEAR for u in used)]  # not red beside pink
+            colour = (apart or fresh or free or COLOURS)[0]
+        _COLOUR_OF.setdefault(key, colour)
+        if along:
+            _LINE_OF.setdefault((along, colour_key(config, along)), colour)
         used.append(colour)
     return used
+
+
+def _colours_of_runs(groups: Sequence[Sequence]) -> list[str]:
+    """`colours_for` the settings of each group of runs (a group's first run; COLOURS in order if one is empty)."""
+    if all(groups):
+        return colours_for(group[0].config for group in groups)
+    return [COLOURS[i % len(COLOURS)] for i in range(len(groups))]
 
 
 def short_number(value: Any) -> str:
@@ -303,23 +338,25 @@ def plot_run(run, title: str | None = None) -> Figure:
 
 def plot_runs(runs: Sequence, labels: Sequence[str] | None = None, title: str | None = None,
               show_train: bool = True) -> Figure:
-    """Several runs overlaid (one colour each): validation loss solid, training loss dashed. Runs that differ
-    only by seed are drawn as one shaded seed band (`plot_bands`), labelled with the first one's label."""
+    """Several runs overlaid (one colour each, `colours_for` their settings): validation loss solid, training loss
+    dashed. Runs that differ only by seed are drawn as one shaded seed band (`plot_bands`), labelled with the first
+    one's label."""
     labels = list(labels) if labels is not None else [f"run {i + 1}" for i in range(len(runs))]
     groups = _seed_groups(runs, labels)
     if len(groups) < len(runs):
         return plot_bands([g for g, _ in groups], [label for _, label in groups], title=title)
     fig, panels = curves_figure()
     loss_ax, acc_ax, lr_ax = panels
-    for i, (run, label) in enumerate(zip(runs, labels)):
-        draw_curves(panels, run, COLOURS[i % len(COLOURS)], label, show_train)
+    colours = _colours_of_runs([[run] for run in runs])  # each setting in its colour of the lesson's other pictures
+    for run, label, colour in zip(runs, labels, colours):
+        draw_curves(panels, run, colour, label, show_train)
     if runs:
         chances = [run.meta.get("chance_accuracy", 0.5) for run in runs]
         if len(set(chances)) == 1:  # guessing: one grey line, or one per run in its colour when the tasks differ
             _chance(acc_ax, chances[0])
         else:
-            for i, chance in enumerate(chances):
-                _chance(acc_ax, chance, COLOURS[i % len(COLOURS)])
+            for chance, colour in zip(chances, colours):
+                _chance(acc_ax, chance, colour)
         styled_legend(acc_ax, 7, loc="lower right")  # one entry per run (colour)
         if show_train:
             set_title(loss_ax, LOSS_TITLE_OVERLAID)
@@ -351,22 +388,24 @@ def _seed_groups(runs: Sequence, labels: Sequence[str]) -> list[tuple[list, str]
 def plot_bands(groups: Sequence[Sequence], labels: Sequence[str], title: str | None = None, live=None,
                live_label: str = "your run", colours: Sequence[str] | None = None) -> Figure:
     """Settings run with several seeds, one colour each (`draw_bands`): does `live`, drawn on top in black, land
-    inside the band? `colours` (one per group) keeps a setting's colour the same as in a lesson's other pictures
-    (`colours_for`); by default COLOURS in order."""
+    inside the band? Each setting keeps its colour of the lesson's other pictures (`colours_for` of each group's
+    settings), or `colours` (one per group)."""
     fig, panels = curves_figure()
-    draw_bands(panels, groups, labels, title, live, live_label, colours)
+    draw_bands(panels, groups, labels, title, live, live_label,
+               list(colours) if colours is not None else _colours_of_runs(groups))
     return fig
 
 
 @default_style
 def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = None) -> Figure:
-    """The training loss of every optimizer step, one panel per run: how noisy each step is, and how many."""
+    """The training loss of every optimizer step, one panel per run (in its setting's colour, `colours_for`): how
+    noisy each step is, and how many."""
     fig = Figure(figsize=(11.0, 3.0))
     fig.subplots_adjust(left=0.06, right=0.985, bottom=0.17, top=0.76 if title else 0.86, wspace=0.08)
     axes = fig.subplots(1, len(runs), sharex=True, sharey=True, squeeze=False)[0]
-    for i, (ax, run, label) in enumerate(zip(axes, runs, labels)):
+    for ax, run, label, colour in zip(axes, runs, labels, _colours_of_runs([[run] for run in runs])):
         epochs = _step_epochs(run, len(run.train_losses))
-        ax.plot(epochs, _finite(run.train_losses), "-" if len(epochs) > 40 else "-o", color=COLOURS[i % len(COLOURS)],
+        ax.plot(epochs, _finite(run.train_losses), "-" if len(epochs) > 40 else "-o", color=colour,
                 lw=0.8, markersize=3)
         ax.set_title(f"{label}: {len(epochs)} steps", fontsize=10)
         ax.set_xlabel("epoch")
@@ -383,10 +422,13 @@ def plot_step_losses(runs: Sequence, labels: Sequence[str], title: str | None = 
 
 @default_style
 def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned learning rate",
-                   width: float = 5.5, height: float = 3.0, side_by_side: bool = False) -> Figure:
+                   width: float = 5.5, height: float = 3.0, side_by_side: bool = False,
+                   configs: Sequence[FineTuneConfig] | None = None) -> Figure:
     """Learning rate against optimizer step for one or more named schedules: overlaid on one axes, or with
     `side_by_side` one small panel each on a shared scale (schedules that coincide over most steps, such as
-    constant and constant_with_warmup, then cannot hide each other)."""
+    constant and constant_with_warmup, then cannot hide each other). `configs`, the settings each schedule belongs
+    to (one per schedule), colour each as that setting is in the lesson's other pictures (`colours_for`); without
+    them, COLOURS in order."""
     fig = Figure(figsize=(width, height))
     if side_by_side:
         fig.subplots_adjust(left=0.08, right=0.99, bottom=0.2, top=0.76, wspace=0.08)
@@ -395,8 +437,9 @@ def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "Planned 
     else:
         fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.86)
         axes = [fig.subplots()] * len(schedules)
-    for i, (ax, (name, rates)) in enumerate(zip(axes, schedules.items())):
-        ax.plot(range(1, len(rates) + 1), rates, color=COLOURS[i % len(COLOURS)], label=name,
+    colours = colours_for(configs) if configs is not None else [COLOURS[i % len(COLOURS)] for i in range(len(schedules))]
+    for i, (ax, (name, rates), colour) in enumerate(zip(axes, schedules.items(), colours)):
+        ax.plot(range(1, len(rates) + 1), rates, color=colour, label=name,
                 ls="-" if side_by_side else ("-", "--", "-.", ":")[i % 4], lw=1.8)  # styles too: overlaid, they overlap
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
@@ -423,16 +466,17 @@ def to_png(fig: Figure, dpi: int = 90, tight: bool = False) -> bytes:
 @default_style
 def plot_weight_norms(runs: Sequence, labels: Sequence[str], colours: Sequence[str] | None = None) -> Figure:
     """How the size (L2 norm) of the trainable weights changes, in % of its size before training, at each
-    evaluation, one line per run. (In %, not raw: a norm of 110 that loses 5 would look like a collapse on an axis
+    evaluation, one line per run, in its setting's colour (`colours_for`, or `colours`). (In %, not raw: a norm of 110 that loses 5 would look like a collapse on an axis
     from 105 to 111.)"""
     fig = Figure(figsize=(5.5, 3.2))
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.16, top=0.88)
     ax = fig.subplots()
-    for i, (run, label) in enumerate(zip(runs, labels)):
+    colours = list(colours) if colours is not None else _colours_of_runs([[run] for run in runs])
+    for run, label, colour in zip(runs, labels, colours):
         norms = _finite(run.column("weight_norm"))
         start = norms[0] if norms and norms[0] > 0 else math.nan
         ax.plot([h["epoch"] for h in run.history], [100 * (n / start - 1) for n in norms], "-o", markersize=3,
-                color=colours[i] if colours is not None else COLOURS[i % len(COLOURS)], label=label)
+                color=colour, label=label)
     ax.axhline(0, color="grey", lw=1, ls=":")
     ax.set(title="Size of the trainable weights", xlabel="epoch", ylabel="change from the start (%)")
     ax.grid(alpha=0.3)
@@ -556,8 +600,8 @@ def plot_grid(grid, names: dict[Any, str] | None = None, title: str | None = Non
     fig.subplots_adjust(left=0.12, right=0.72, bottom=0.15, top=0.88)
     ax = fig.subplots()
     drawn = [line for line, cells in cells_of.items() if cells]
-    line_colours = dict(zip(drawn, colours_for((colours_like or grid.base).replace(**{line_field: line})
-                                               for line in drawn)))
+    line_colours = dict(zip(drawn, colours_for(((colours_like or grid.base).replace(**{line_field: line})
+                                                for line in drawn), along=x_field)))
     for line in drawn:
         cells = cells_of[line]
         colour, xs = line_colours[line], list(cells)

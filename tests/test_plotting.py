@@ -117,3 +117,61 @@ def test_a_recorded_grid_draws_each_line_in_its_settings_colour_and_stars_its_be
     stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
     best = grid.best()
     assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(best[n], grid.mean(n, best[n])) for n in (0, 4)]
+
+
+def _legend_colours(ax) -> dict[str, str]:
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): to_hex(line.get_color()) for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_a_setting_has_one_colour_in_every_kind_of_picture_and_two_settings_never_share_one(monkeypatch):
+    """Lesson 02 drew batch 4 red in its bands and blue in its step losses, lesson 09 its preset blue alone in a band
+    and green in every grid: pictures that picked colours by position. Overlaid runs, bands, step losses, weight
+    norms and planned schedules all colour a setting by `colours_for`, so it keeps one colour, the defaults the
+    first, whatever the order or kind of picture."""
+    from lmtune_widgets import plotting
+    from lmtune_widgets.plotting import COLOURS, plot_bands, plot_weight_norms
+
+    monkeypatch.setattr(plotting, "_COLOUR_OF", {})
+    monkeypatch.setattr(plotting, "_LINE_OF", {}, raising=False)
+    small, defaults, big = fake_run(1e-4), fake_run(5e-4), fake_run(2e-3)  # 5e-4: the defaults
+    for run in (small, defaults, big):
+        run.history = [{**row, "weight_norm": 10 + row["step"]} for row in run.history]
+    overlaid = _legend_colours(plot_runs([small, defaults, big], labels=["small", "defaults", "big"]).axes[1])
+    assert overlaid["defaults"] == COLOURS[0] and len(set(overlaid.values())) == 3
+    bands = _legend_colours(plot_bands([[big], [small]], ["big", "small"]).axes[1])
+    steps = plot_step_losses([defaults, big, small], labels=["defaults", "big", "small"])
+    norms = _legend_colours(plot_weight_norms([big, defaults], ["big", "defaults"]).axes[0])
+    schedules = _legend_colours(plot_schedules({"small": [1.0], "defaults": [1.0]},
+                                               configs=[small.config, defaults.config]).axes[0])
+    assert bands == {"big (1 seed)": overlaid["big"], "small (1 seed)": overlaid["small"]}
+    assert [ax.lines[0].get_color() for ax in steps.axes] == [overlaid[k] for k in ("defaults", "big", "small")]
+    assert norms == {k: overlaid[k] for k in ("big", "defaults")}
+    assert schedules == {k: overlaid[k] for k in ("small", "defaults")}
+
+
+def test_a_grid_line_and_one_point_of_it_elsewhere_share_a_colour_and_so_do_two_spellings_of_one_setting(monkeypatch):
+    """Lesson 07 drew its mean-of-the-tokens head as a grid line, then one rate of it (2e-3) as a band in another
+    colour; lesson 06's "neither" cell (constant_with_warmup, no warmup) is the constant schedule, which ignores
+    warmup. A grid line's colour goes to its settings at any value of the grid's x field, and equal runs spelt
+    differently are one setting."""
+    from lmtune_widgets import FineTuneConfig, atlas, planned_learning_rates, plotting
+    from lmtune_widgets.plotting import colours_for, plot_bands, plot_grid
+
+    monkeypatch.setattr(plotting, "_COLOUR_OF", {})
+    monkeypatch.setattr(plotting, "_LINE_OF", {}, raising=False)
+    base = FineTuneConfig(**atlas.FREEZING)
+    grid = atlas.recorded_grid("freeze_layers", [0, 4], "learning_rate", [1e-4, 2e-3], base=base)
+    lines = _legend_colours(plot_grid(grid, names={0: "nothing frozen", 4: "4 frozen"}).axes[0])
+    point = grid.cells[4][2e-3]
+    assert point[0].config.learning_rate != base.learning_rate  # not the line's own key: one point of the line
+    bands = _legend_colours(plot_bands([point, grid.cells[0][1e-4]], ["4 frozen, 2e-3", "nothing frozen, 1e-4"]).axes[1])
+    assert list(bands.values()) == [lines["4 frozen"], lines["nothing frozen"]] and len(set(lines.values())) == 2
+
+    constant = FineTuneConfig(lr_scheduler_type="constant", max_train_samples=64)
+    neither = constant.replace(lr_scheduler_type="constant_with_warmup", warmup_ratio=0.0)
+    assert planned_learning_rates(constant) == planned_learning_rates(neither)  # the same run, spelt twice
+    warmed = constant.replace(lr_scheduler_type="constant_with_warmup")
+    first, again, other = colours_for([constant, warmed]), colours_for([neither]), colours_for([warmed, neither])
+    assert again == first[:1] and other == [first[1], first[0]] and first[0] != first[1]
