@@ -255,6 +255,26 @@ def atlas_dir() -> Path:
     return bundled_data_path("atlas")
 
 
+EXAMPLE_DATA = "support_tickets_example.csv"  # lesson 12's own-file example, shipped with the kit
+EXAMPLE_ATLAS = "atlas-support-tickets"  # its recorded runs: the defaults at 5 seeds, the one-knob sweeps at 3
+
+
+def example_atlas_dir() -> Path:
+    """Where the recorded runs of the shipped example file are (`data/atlas-support-tickets`, or in the package)."""
+    from .data import bundled_data_path
+
+    return bundled_data_path(EXAMPLE_ATLAS)
+
+
+def for_file(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
+             folder: str | os.PathLike | None = None) -> "Book":
+    """The runs in `folder` (by default the shipped example's atlas) recorded on the bytes of the file at `path`,
+    filed under `path` and these columns: `TuningPanel(dataset=path, ..., atlas=for_file(path, ...))` draws their
+    bands. Another file (other bytes) finds none: no band of other data is ever drawn for it."""
+    return load(folder=folder if folder is not None else example_atlas_dir()).on_file(path).filed_as(
+        str(path), text_column, label_column)
+
+
 def _round(value: Any) -> Any:
     """Floats to 7 significant digits (float32 holds about 7): what is stored and compared."""
     if isinstance(value, float):
@@ -365,6 +385,34 @@ class Book:
         what is looked up at the defaults' data (the lessons' claims) finds an atlas of other data."""
         return Book({**r, "config": {k: v for k, v in r["config"].items() if k not in DATA_FIELDS}}
                     for records in self._by_key.values() for r in records if r["config"].get("dataset") == dataset)
+
+    def on_file(self, path: str | os.PathLike) -> "Book":
+        """`on_data` by content: the runs recorded on the bytes of the file at `path` (their meta's `data_hash`),
+        whatever path it had when they were recorded, as if on the bundled data. Empty when none saw these bytes."""
+        from .data_files import file_hash
+
+        digest = file_hash(path)
+        return Book({**r, "config": {k: v for k, v in r["config"].items() if k not in DATA_FIELDS}}
+                    for records in self._by_key.values() for r in records if r["meta"].get("data_hash") == digest)
+
+    def filed_as(self, dataset: str, text_column: str | None = None, label_column: str | None = None) -> "Book":
+        """The same runs with their data named `dataset` and these columns: what a panel on that file looks up. A
+        cap on the training rows at or above the file's train split (the default 1616 on 126 tickets) is filed as the
+        split's size, where the panel's slider holds it: the same run."""
+        data = {k: v for k, v in zip(DATA_FIELDS, (str(dataset), text_column, label_column)) if v is not None}
+
+        def filed(r: dict) -> dict:
+            config = {**{k: v for k, v in r["config"].items() if k not in DATA_FIELDS}, **data}
+            whole = r["meta"]["num_train"]
+            if config.get("max_train_samples", FineTuneConfig().max_train_samples) >= whole:
+                config["max_train_samples"] = whole
+            return {**r, "config": config}
+
+        return Book(filed(r) for records in self._by_key.values() for r in records)
+
+    def settings_of(self, other: "Book") -> "Book":
+        """Its runs of the settings that `other` recorded too (seeds aside): this atlas cut down to another's grid."""
+        return Book(r for key, records in self._by_key.items() if key in other._by_key for r in records)
 
     def runs(self, config: FineTuneConfig) -> list[Run]:
         """The recorded runs of `config`, one per seed (ordered by seed); [] when it was not recorded."""

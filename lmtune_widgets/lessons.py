@@ -221,8 +221,9 @@ def save_results(path: str | os.PathLike, **results: Any) -> None:
 def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | None = None,
                    labels: list[str] | None = None, title: str | None = None, reference: Any = None,
                    curves: Iterable[Any] | None = None, measure=None, what: str = "kept accuracy",
-                   draw: bool = True) -> dict[Any, list[Run]]:
-    """The recorded seeds of `base` with `field` set to each value, at once (no training). Draws the curves of
+                   draw: bool = True, book=None) -> dict[Any, list[Run]]:
+    """The recorded seeds of `base` with `field` set to each value, at once (no training), from the bundled atlas
+    or from `book` (an `atlas.Book`, e.g. of other data: `atlas.load(folder=...).on_file(path)`). Draws the curves of
     `curves` (by default every value, or four spread out when there are more) as seed bands, then the kept accuracy
     (or `measure`, named `what`) of every seed against the value, with the reference's range shaded: a value whose
     range stays clear of the shading differs from it by the one rule. Prints one line per value. Returns
@@ -237,18 +238,19 @@ def recorded_sweep(field: str, values: Iterable[Any], base: FineTuneConfig | Non
     names = dict(zip(values, labels or [setting_label(field, value) for value in values]))
     names.setdefault(reference, setting_label(field, reference))
     settings = {value: base.replace(**{field: value}) for value in values}
-    found = recorded_compare(settings, reference, names, title, curves, measure, what, draw, axis=field)
+    found = recorded_compare(settings, reference, names, title, curves, measure, what, draw, axis=field, book=book)
     return found
 
 
 def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names: dict[Any, str] | None = None,
                      title: str | None = None, curves: Iterable[Any] | None = None, measure=None,
                      what: str = "kept accuracy", draw: bool = True, axis: str = "settings",
-                     colours_at: dict[str, Any] | None = None) -> dict[Any, list[Run]]:
-    """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key).
-    Each band is in its setting's colour (`plotting.colours_for`), or with `colours_at` (fields to change, e.g.
-    {"learning_rate": 5e-4}) in the colour the setting has with them changed: the same comparison at another
-    learning rate keeps the colours of the lesson's pictures at the first."""
+                     colours_at: dict[str, Any] | None = None, book=None) -> dict[Any, list[Run]]:
+    """Like `recorded_sweep`, for any recorded settings ({key: config}), each judged against `reference` (a key);
+    from `book` when given (a setting it lacks has no seeds: ValueError naming it). Each band is in its setting's
+    colour (`plotting.colours_for`), or with `colours_at` (fields to change, e.g. {"learning_rate": 5e-4}) in the
+    colour the setting has with them changed: the same comparison at another learning rate keeps the colours of the
+    lesson's pictures at the first."""
     from collections import Counter
 
     from . import atlas
@@ -256,7 +258,10 @@ def recorded_compare(settings: dict[Any, FineTuneConfig], reference: Any, names:
     from .runs import accuracy_range, compare_runs, kept_accuracy
 
     measure = measure or kept_accuracy
-    groups = {key: atlas.recorded(config) for key, config in settings.items()}
+    groups = {key: atlas.recorded(config) if book is None else book.runs(config) for key, config in settings.items()}
+    if any(not found for found in groups.values()):
+        raise ValueError("not recorded in this book: " + "; ".join(str(settings[k].changes() or "the defaults")
+                                                                   for k, found in groups.items() if not found))
     names = names or {key: str(key) for key in settings}
     against = groups[reference]
     comparisons = {key: compare_runs(found, against, measure, what) for key, found in groups.items() if key != reference}

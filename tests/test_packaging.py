@@ -39,6 +39,7 @@ def test_wheel_carries_the_bundled_data(tmp_path):
         files = archive.namelist()
         assert "lmtune_widgets/bundled/customer_feedback.csv" in files
         assert "lmtune_widgets/bundled/support_tickets_example.csv" in files  # lesson 12's own-file example
+        assert any(f.startswith("lmtune_widgets/bundled/atlas-support-tickets/cpu-") for f in files)  # and its atlas
         assert "lmtune_widgets/search/__main__.py" in files  # a subpackage ships only if pyproject lists it
         data = archive.read("lmtune_widgets/bundled/customer_feedback.csv")
     assert data == (ROOT / "data" / "customer_feedback.csv").read_bytes()
