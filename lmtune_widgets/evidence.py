@@ -1128,16 +1128,19 @@ def _one_ticket(book):
 
 
 @claim("12.learning_rate", """On the tickets only the learning rate's extremes keep a worse model than the default
-       5e-4: 1e-5 and 5e-3. With 3 seeds we can't tell 3.2e-5, 1e-4, 1e-3 or 2e-3 from it, and 2e-4 is equivalent
-       within ±1 point (its seeds keep 26 of 27 each). On the bundled messages 3.2e-5 and 1e-4 keep a worse model
+       5e-4: 1e-5 and 5e-3. With 3 seeds we can't tell 3.2e-5, 1e-4, 2e-4, 1e-3 or 2e-3 from it, and on 27 tickets
+       nothing can be shown equivalent within ±1 point: one ticket is 3.7 points, so 2e-4, whose seeds keep 26 of 27
+       each, is "can't tell" too. On the bundled messages 3.2e-5 and 1e-4 keep a worse model
        too (lesson 01); on 27 tickets the rule cannot see it: at 3.2e-5 one seed keeps 25 of 27 tickets, as many as
        the defaults' worst seed, while the other two keep 15 or fewer.""")
 def _tickets_rate(book):
     tickets = example_book()
-    expected = {1e-5: "lower", 3.2e-5: CANT_TELL, 1e-4: CANT_TELL, 2e-4: "equivalent", 1e-3: CANT_TELL,
+    expected = {1e-5: "lower", 3.2e-5: CANT_TELL, 1e-4: CANT_TELL, 2e-4: CANT_TELL, 1e-3: CANT_TELL,
                 2e-3: CANT_TELL, 5e-3: "lower"}
     out = [expect(compare(tickets, {"learning_rate": lr}, {}), verdict, f"tickets: lr {lr:g} against 5e-4")
            for lr, verdict in expected.items()]
+    at_2e4 = [round(kept_accuracy(r) * 27) for r in runs(tickets, learning_rate=2e-4)]
+    out.append((at_2e4 == [26] * 3, f"tickets kept at 2e-4: {', '.join(map(str, at_2e4))} of 27"))
     low = sorted(round(kept_accuracy(r) * 27) for r in runs(tickets, learning_rate=3.2e-5))
     worst = min(round(kept_accuracy(r) * 27) for r in runs(tickets))
     return out + [expect(compare(atlas.load(), {"learning_rate": lr}, {}), "lower",
@@ -1163,22 +1166,28 @@ def one_knob_verdicts(book) -> dict[tuple[str, Any], str]:
 
 
 @claim("12.one_knob", """Beyond the learning rate, of the 34 other one-knob settings recorded on the tickets only
-       half an epoch keeps a worse model than the defaults, and none a better one. Six are equivalent to the defaults
-       within ±1 point: the four other weight decays (0, 0.1, 0.3, 1), the polynomial schedule and warmup 0.05. The
-       other 27 can't be told from the defaults with 3 seeds.""")
+       half an epoch keeps a worse model than the defaults, and none a better one. The other 33 can't be told from the
+       defaults with 3 seeds, and none is equivalent: one ticket is 3.7 points, too coarse for ±1 point, even where
+       every seed keeps as many tickets as the defaults' seed does (six settings: the four other weight decays, the
+       polynomial schedule and warmup 0.05).""")
 def _one_knob(book):
     found = {k: v for k, v in one_knob_verdicts(example_book()).items() if k[0] != "learning_rate"}
     by = lambda verdict: sorted(f"{k[0]} {k[1]}" for k, v in found.items() if v == verdict)  # noqa: E731
-    equivalent = sorted([*(f"weight_decay {d}" for d in (0.0, 0.1, 0.3, 1.0)), "lr_scheduler_type polynomial",
+    same_count = sorted([*(f"weight_decay {d}" for d in (0.0, 0.1, 0.3, 1.0)), "lr_scheduler_type polynomial",
                          "warmup_ratio 0.05"])
+    defaults = {r.config.seed: round(kept_accuracy(r) * 27) for r in runs(example_book())}
+    matched = sorted(f"{k[0]} {k[1]}" for k in found
+                     if all(round(kept_accuracy(r) * 27) == defaults[r.config.seed]
+                            for r in example_book().runs(FineTuneConfig(**{k[0]: k[1]}))))
     return [(len(found) == 34, f"{len(found)} other one-knob settings recorded"),
             (by("lower") == ["num_train_epochs 0.5"] and not by("higher"),
              f"lower: {', '.join(by('lower'))}; higher: {', '.join(by('higher')) or 'none'}"),
-            (by("equivalent") == equivalent, f"equivalent: {', '.join(by('equivalent'))}"),
-            (len(by(CANT_TELL)) == 27, f"can't tell: {len(by(CANT_TELL))}")]
+            (not by("equivalent") and len(by(CANT_TELL)) == 33,
+             f"equivalent: {len(by('equivalent'))}; can't tell: {len(by(CANT_TELL))}"),
+            (matched == same_count, f"every seed keeps the defaults' count of tickets: {', '.join(matched)}")]
 
 
-@claim("12.series", """Of the 63 claims of lessons 00 to 11, on the tickets 10 hold, 15 do not, and 38 cannot be
+@claim("12.series", """Of the 63 claims of lessons 00 to 11, on the tickets 11 hold, 14 do not, and 38 cannot be
        judged: the settings they need were not recorded on this file. Which claims can be judged follows from the
        settings recorded, not from the data: on the bundled atlas cut down to the tickets' settings the very same
        claims are judged, and every one of them holds there; so each claim that does not hold on the tickets fails
@@ -1192,7 +1201,7 @@ def _series(book):
     judged = {id for id, (v, _) in here.items() if v != "not judged"}
     kinds = {k for r in runs(tickets) for k in (r.kept.get("errors_by_phenomenon") or {})}
     return [(len(here) == 63 and (count(here, "held"), count(here, "not held"), count(here, "not judged"))
-             == (10, 15, 38),
+             == (11, 14, 38),
              f"{len(here)} claims on the tickets: {count(here, 'held')} held, {count(here, 'not held')} not held, "
              f"{count(here, 'not judged')} not judged"),
             (judged == {id for id, (v, _) in there.items() if v != "not judged"},

@@ -308,6 +308,7 @@ class Comparison:
     confidence: float = CONFIDENCE
     paired: int = 0  # how many seeds the interval pairs (0: Welch's, over all seeds of each side)
     centre: float = math.nan  # when paired: the mean of the seed-by-seed differences
+    step: float | None = None  # the smallest difference the measure can show (one validation message), when known
 
     @property
     def real(self) -> bool:
@@ -385,6 +386,9 @@ class Comparison:
                     f"lies inside it ({self.interval_text}; {self.spans})")
         if self.verdict == "can't tell":
             why = ("" if self.margin is None else f", and the interval is not inside {self.margin_text}")
+            if self.margin is not None and self.step is not None and self.step >= self.margin:
+                why = (f", and one validation message is {self._format(self.step, True).lstrip('+')} points: too coarse "
+                       f"to show sameness within {self.margin_text}")
             return (f"can't tell with {min(self.seeds)} seeds: the ranges of {self.what} overlap{why} "
                     f"({self.spans}; {self.interval_text})")
         return (f"they differ, {self.verdict}: the ranges of {self.what} do not overlap ({self.spans}; "
@@ -418,7 +422,9 @@ def compare_runs(first: list[Run], second: list[Run], measure: Callable[[Run], f
     seed = lambda run: (run.config.seed, run.config.shuffle_seed)  # noqa: E731
     by_seed = {seed(r): x for r, x in zip(second, b)}
     pairs = [(x, by_seed[seed(r)]) for r, x in zip(first, a) if seed(r) in by_seed]
-    return compare_values(a, b, what, margin, pairs)
+    sizes = [r.meta.get("num_validation") for r in first + second] if measure is kept_accuracy else []
+    step = 1 / min(sizes) if sizes and all(sizes) else None  # the kept accuracy counts whole validation messages
+    return compare_values(a, b, what, margin, pairs, step)
 
 
 def mean_difference_interval(a: list[float], b: list[float], confidence: float = CONFIDENCE,
@@ -440,9 +446,11 @@ def mean_difference_interval(a: list[float], b: list[float], confidence: float =
 
 
 def compare_values(first: list[float], second: list[float], what: str, margin: float | None = -1.0,
-                   pairs: list[tuple[float, float]] | None = None) -> Comparison:
+                   pairs: list[tuple[float, float]] | None = None, step: float | None = None) -> Comparison:
     """The rule on two lists of numbers, one per seed (NaN ignored). `margin` -1 means `default_margin(what)`;
-    `pairs` ((first, second) with the same seed) makes the interval the paired one."""
+    `pairs` ((first, second) with the same seed) makes the interval the paired one. `step`: the smallest difference
+    the measure can show (an accuracy on 27 messages moves by 1/27); "equivalent" needs it finer than the margin,
+    since seeds that all keep the same count give a zero-wide interval that says nothing below one message."""
     a = [x for x in first if _finite(x)]
     b = [x for x in second if _finite(x)]
     margin = default_margin(what) if margin == -1.0 else margin
@@ -461,13 +469,13 @@ def compare_values(first: list[float], second: list[float], what: str, margin: f
         verdict = "higher"
     elif a_high < b_low:
         verdict = "lower"
-    elif margin is not None and -margin < interval[0] and interval[1] < margin:
+    elif margin is not None and (step is None or step < margin) and -margin < interval[0] and interval[1] < margin:
         verdict = "equivalent"
     else:
         verdict = "can't tell"
     centre = sum(x - y for x, y in pairs) / len(pairs) if paired else math.nan
     return Comparison(verdict, (a_low, a_high), (b_low, b_high), (len(a), len(b)), what, means, interval, margin,
-                      paired=len(pairs) if paired else 0, centre=centre)
+                      paired=len(pairs) if paired else 0, centre=centre, step=step)
 
 
 def seed_band(runs: list[Run]) -> list[dict[str, Any]]:

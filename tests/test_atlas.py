@@ -297,3 +297,17 @@ def test_plot_runs_draws_runs_that_differ_only_by_seed_as_one_band(tiny_book):
     acc_ax = fig.axes[1]
     assert len(acc_ax.collections) == 2
     assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["lr 1e-3 (3 seeds)", "lr 1e-5 (1 seed)"]
+
+
+def test_nothing_is_equivalent_on_a_validation_split_where_one_message_outweighs_the_margin():
+    def counted(counts, seeds, size):  # kept accuracies on `size` validation messages
+        return [Run(config=TINY.replace(seed=s), label_names=["a", "b", "c"], status="finished",
+                    kept={"validation_accuracy": c / size}, meta={"num_validation": size}) for s, c in zip(seeds, counts)]
+
+    # every seed keeps the same count on 27 tickets: a zero-wide interval, yet one ticket is 3.7 points
+    coarse = compare_runs(counted([26, 26, 26], range(3), 27), counted([26, 26, 26, 25], range(4), 27))
+    assert coarse.interval == pytest.approx((0.0, 0.0)) and coarse.verdict == "can't tell"
+    assert "one validation message is 3.7 points: too coarse to show sameness within ±1 point" in str(coarse)
+    # the same counts scaled to 351 messages (one message 0.28 points): equivalent
+    fine = compare_runs(counted([338, 338, 338], range(3), 351), counted([338, 338, 338, 325], range(4), 351))
+    assert fine.verdict == "equivalent"
