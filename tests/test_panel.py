@@ -250,7 +250,9 @@ def _example_copy(tmp_path):
     import shutil
     from pathlib import Path
 
-    return Path(shutil.copy(Path(__file__).resolve().parent.parent / "data" / "support_tickets_example.csv",
+    from lmtune_widgets.data import bundled_data_path  # data/ in a checkout, inside the package when installed
+
+    return Path(shutil.copy(bundled_data_path("support_tickets_example.csv"),
                             tmp_path / "tickets.csv"))
 
 
