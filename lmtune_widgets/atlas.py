@@ -381,10 +381,9 @@ class Book:
 
     def on_data(self, dataset: str | None) -> "Book":
         """The runs recorded on `dataset`, as if on the bundled data (`dataset` and its columns left out of their
-        configs): so that
-        what is looked up at the defaults' data (the lessons' claims) finds an atlas of other data."""
-        return Book({**r, "config": {k: v for k, v in r["config"].items() if k not in DATA_FIELDS}}
-                    for records in self._by_key.values() for r in records if r["config"].get("dataset") == dataset)
+        configs): so that what is looked up at the defaults' data (the lessons' claims) finds an atlas of other
+        data."""
+        return self._as_bundled(lambda r: r["config"].get("dataset") == dataset)
 
     def on_file(self, path: str | os.PathLike) -> "Book":
         """`on_data` by content: the runs recorded on the bytes of the file at `path` (their meta's `data_hash`),
@@ -392,8 +391,12 @@ class Book:
         from .data_files import file_hash
 
         digest = file_hash(path)
+        return self._as_bundled(lambda r: r["meta"].get("data_hash") == digest)
+
+    def _as_bundled(self, keep: Callable[[dict], bool]) -> "Book":
+        """The records that `keep` picks, with the data fields left out of their configs."""
         return Book({**r, "config": {k: v for k, v in r["config"].items() if k not in DATA_FIELDS}}
-                    for records in self._by_key.values() for r in records if r["meta"].get("data_hash") == digest)
+                    for records in self._by_key.values() for r in records if keep(r))
 
     def filed_as(self, dataset: str, text_column: str | None = None, label_column: str | None = None) -> "Book":
         """The same runs with their data named `dataset` and these columns: what a panel on that file looks up. A
